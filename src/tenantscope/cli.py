@@ -1,0 +1,625 @@
+"""The ``tenantscope`` command: serve, demo, tenants, usage, prices, reprice, export."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tenantscope import __version__
+from tenantscope.errors import ConfigError, TenantscopeError
+from tenantscope.query.params import TimeRange, parse_time
+from tenantscope.server.settings import Settings
+from tenantscope.storage.base import TENANT_SETTABLE, ConfigStore, EventStore, PriceOverride
+
+app = typer.Typer(
+    help="Per-tenant cost, usage and SLA for the LLM calls of B2B AI products.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+tenants_app = typer.Typer(help="Tenant configuration (works while the server runs).")
+prices_app = typer.Typer(help="The price catalog and operator overrides.")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(prices_app, name="prices")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="data directory [env TENANTSCOPE_DATA_DIR; default: per-user dir]"
+    ),
+]
+FromOpt = Annotated[str | None, typer.Option("--from", help="RFC 3339 or epoch seconds")]
+ToOpt = Annotated[str | None, typer.Option("--to", help="RFC 3339 or epoch seconds")]
+
+
+def _settings(**given: Any) -> Settings:
+    try:
+        return Settings.load(**given)
+    except ConfigError as exc:
+        _fail(exc.message)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _config(settings: Settings) -> ConfigStore:
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SQLiteConfigStore(settings.config_path)
+
+
+def _events(settings: Settings) -> EventStore:
+    """Open the event store directly. DuckDB lets one process own the file, so this
+    fails while a server runs on the same data dir; the message says so."""
+    from tenantscope.storage.duckdb_events import DuckDBEventStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return DuckDBEventStore(settings.events_path, memory_limit=settings.duckdb_memory_limit)
+    except Exception as exc:
+        if "lock" in str(exc).lower():
+            _fail(
+                f"{settings.events_path} is in use by a running server; stop it first"
+                " (or, for usage, pass --url to ask the server)"
+            )
+        raise
+
+
+def _range(start: str | None, end: str | None, default: timedelta) -> TimeRange:
+    try:
+        return TimeRange.parse(start, end, default=default)
+    except TenantscopeError as exc:
+        _fail(exc.message)
+        raise
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="print the version")] = False,
+) -> None:
+    if version:
+        console.print(f"tenantscope {__version__}")
+        raise typer.Exit()
+
+
+# --- serve / demo ---------------------------------------------------------------------------
+def _run_server(settings: Settings, *, ready: threading.Event | None = None) -> None:
+    import uvicorn
+
+    from tenantscope.server.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    if ready is not None:
+        orig = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await orig(sockets)
+            ready.set()
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="[env TENANTSCOPE_HOST; 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env TENANTSCOPE_PORT; 4318]")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run the server: OTLP + events ingest, JSON API, on one port."""
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    _configure_logging(settings.log_level)
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(f"tenantscope {__version__} serving on [bold]{url}[/bold]")
+    console.print(f"  data dir  {settings.data_dir}")
+    console.print(f"  OTLP      OTEL_EXPORTER_OTLP_ENDPOINT={url}")
+    console.print(f"  API docs  {url}/docs")
+    _run_server(settings)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="[env TENANTSCOPE_HOST; 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env TENANTSCOPE_PORT; 4318]")] = None,
+    data_dir: DataDirOpt = None,
+    traces: Annotated[int, typer.Option(help="how many traces to generate")] = 6000,
+    tenants: Annotated[int, typer.Option(help="tenants besides the three named ones")] = 50,
+    days: Annotated[int, typer.Option(help="spread traffic over this many days")] = 7,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data)")] = 7,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="keep serving after loading")
+    ] = True,
+) -> None:
+    """Start the server, send realistic multi-tenant traffic through its real OTLP
+    endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
+    keep serving."""
+    from tenantscope.demo import demo_batch_count, demo_batches, demo_tenants
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    _configure_logging("warning")
+    tenant_list = demo_tenants(n_extra=tenants, seed=seed)
+    cfg = _config(settings)
+    for t in tenant_list:
+        cfg.set_tenant(
+            t.tenant_id,
+            display_name=t.display_name,
+            tier=t.tier,
+            sla_p95_ms=t.sla_p95_ms,
+            rate_limit_rpm=t.rate_limit_rpm,
+            monthly_budget_usd=t.monthly_budget_usd,
+        )
+    cfg.close()
+
+    ready = threading.Event()
+    server = threading.Thread(
+        target=_run_server, args=(settings,), kwargs={"ready": ready}, daemon=True
+    )
+    server.start()
+    if not ready.wait(30):
+        _fail(f"the server did not start on {settings.host}:{settings.port}")
+    url = f"http://{settings.host}:{settings.port}"
+    total = demo_batch_count(tenant_list, days=days, traces=traces, seed=seed)
+    sent = 0
+    with (
+        httpx.Client(base_url=url, timeout=60) as client,
+        Progress(
+            TextColumn("sending demo spans"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress,
+    ):
+        task = progress.add_task("demo", total=total)
+        for body in demo_batches(tenant_list, days=days, traces=traces, seed=seed):
+            resp = client.post(
+                "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
+            )
+            if resp.status_code != 200:
+                _fail(f"ingest answered {resp.status_code}: {resp.text[:300]}")
+            sent += 1
+            progress.advance(task)
+        top = client.get("/api/tenants", params={"limit": 5}).json()
+    console.print(f"loaded {traces} traces for {len(tenant_list)} tenants in {sent} requests")
+    table = Table("tenant", "requests", "cost (USD)", title="top tenants, last 7 days")
+    for row in top.get("items", []):
+        table.add_row(row["tenant_id"], str(row["requests"]), row["cost_usd"])
+    console.print(table)
+    console.print(f"open [bold]{url}/api/tenants[/bold] (API docs: {url}/docs)")
+    if serve_after:
+        try:
+            while server.is_alive():
+                server.join(1.0)
+        except KeyboardInterrupt:
+            pass
+
+
+# --- tenants --------------------------------------------------------------------------------
+@tenants_app.command("list")
+def tenants_list(data_dir: DataDirOpt = None) -> None:
+    """Configured tenants (tenants need no registration; this lists those with config)."""
+    cfg = _config(_settings(data_dir=data_dir))
+    table = Table("tenant", "name", "tier", "SLA p95 ms", "req/min", "budget USD/month")
+    for t in cfg.list_tenants():
+        table.add_row(
+            t.tenant_id,
+            t.display_name,
+            t.tier,
+            _opt(t.sla_p95_ms),
+            _opt(t.rate_limit_rpm),
+            _opt(t.monthly_budget_usd),
+        )
+    console.print(table)
+
+
+def _opt(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@tenants_app.command("show")
+def tenants_show(tenant_id: str, data_dir: DataDirOpt = None) -> None:
+    """One tenant's configuration as JSON."""
+    cfg = _config(_settings(data_dir=data_dir))
+    t = cfg.get_tenant(tenant_id)
+    if t is None:
+        _fail(f"tenant {tenant_id!r} has no configuration (set some with `tenants set`)")
+        return
+    console.print_json(
+        json.dumps(
+            {
+                "tenant_id": t.tenant_id,
+                "display_name": t.display_name,
+                "tier": t.tier,
+                "sla_p95_ms": t.sla_p95_ms,
+                "rate_limit_rpm": t.rate_limit_rpm,
+                "monthly_budget_usd": None
+                if t.monthly_budget_usd is None
+                else str(t.monthly_budget_usd),
+            }
+        )
+    )
+
+
+@tenants_app.command("set")
+def tenants_set(
+    tenant_id: str,
+    name: Annotated[str | None, typer.Option("--name", help="display name")] = None,
+    tier: Annotated[str | None, typer.Option(help="plan tier, e.g. enterprise")] = None,
+    sla_p95_ms: Annotated[
+        str | None, typer.Option("--sla-p95-ms", help="p95 latency target in ms; 'none' clears")
+    ] = None,
+    rate_limit_rpm: Annotated[
+        str | None, typer.Option("--rate-limit-rpm", help="requests per minute; 'none' clears")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="monthly budget in USD; 'none' clears")
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create or update a tenant's configuration; only the given fields change."""
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["display_name"] = name
+    if tier is not None:
+        fields["tier"] = tier
+    for key, raw, conv in (
+        ("sla_p95_ms", sla_p95_ms, int),
+        ("rate_limit_rpm", rate_limit_rpm, int),
+        ("monthly_budget_usd", budget, Decimal),
+    ):
+        if raw is None:
+            continue
+        if raw.lower() in ("none", "null", ""):
+            fields[key] = None
+            continue
+        try:
+            fields[key] = conv(raw)
+        except (ValueError, InvalidOperation):
+            _fail(f"--{key.replace('_', '-')}: {raw!r} is not a number")
+    assert set(fields) <= set(TENANT_SETTABLE)
+    if not fields:
+        _fail("nothing to set: give --name, --tier, --sla-p95-ms, --rate-limit-rpm or --budget")
+    cfg = _config(_settings(data_dir=data_dir))
+    try:
+        t = cfg.set_tenant(tenant_id, **fields)
+    except TenantscopeError as exc:
+        _fail(exc.message)
+        return
+    console.print(f"tenant [bold]{t.tenant_id}[/bold] updated")
+
+
+# --- usage ----------------------------------------------------------------------------------
+@app.command()
+def usage(
+    tenant_id: str,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="ask this running server (default: the local server, else the data dir)"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """A tenant's tokens, requests, sessions and cost (default: the last 30 days)."""
+    settings = _settings(data_dir=data_dir)
+    rng = _range(start, end, timedelta(days=30))
+    params = {"from": rng.start.isoformat(), "to": rng.end.isoformat()}
+    body: dict[str, Any] | None = None
+    base = url or f"http://{settings.host}:{settings.port}"
+    try:
+        resp = httpx.get(f"{base}/api/tenants/{_quote(tenant_id)}/usage", params=params)
+    except httpx.HTTPError:
+        if url is not None:
+            _fail(f"cannot reach {url}")
+        resp = None
+    if resp is not None:
+        if resp.status_code != 200:
+            _fail(f"{base} answered {resp.status_code}: {resp.text[:300]}")
+        body = resp.json()
+    else:
+        from tenantscope.query.queries import Queries
+        from tenantscope.query.scope import Scope
+
+        events, cfg = _events(settings), _config(settings)
+        try:
+            body = (
+                Queries(events, cfg)
+                .tenant_usage(Scope.all(), tenant_id, rng)
+                .model_dump(mode="json")
+            )
+        finally:
+            events.close()
+            cfg.close()
+    assert body is not None
+    if as_json:
+        console.print_json(json.dumps(body))
+        return
+    table = Table("tenant", "tokens", "requests", "sessions", "cost (USD)")
+    table.add_row(
+        body["tenant_id"],
+        f"{body['token_count']:,}",
+        f"{body['request_count']:,}",
+        f"{body['session_count']:,}",
+        body["total_cost"],
+    )
+    console.print(table)
+    console.print(f"{body['start']} .. {body['end']}")
+
+
+def _quote(segment: str) -> str:
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
+
+
+# --- prices ---------------------------------------------------------------------------------
+@prices_app.command("show")
+def prices_show(
+    model: Annotated[str | None, typer.Argument(help="a model; default: all overrides")] = None,
+    provider: Annotated[str | None, typer.Option(help="provider id, e.g. openai")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Catalog price of a model (per million tokens) and the operator overrides."""
+    from tenantscope.pricing.catalog import catalog_price, catalog_version
+
+    now = datetime.now(timezone.utc)
+    if model is not None:
+        cp = catalog_price(provider, model, now)
+        if cp is None:
+            console.print(f"{model}: not in the catalog ({catalog_version()})")
+        else:
+            table = Table(
+                "provider",
+                "model",
+                "input",
+                "cached input",
+                "cache write",
+                "output",
+                title=f"catalog price, USD per 1M tokens ({catalog_version()})",
+            )
+            table.add_row(
+                cp.provider,
+                cp.model,
+                _opt(cp.input_mtok),
+                _opt(cp.cache_read_mtok),
+                _opt(cp.cache_write_mtok),
+                _opt(cp.output_mtok) + (" (tiered)" if cp.tiered else ""),
+            )
+            console.print(table)
+    cfg = _config(_settings(data_dir=data_dir))
+    overrides = cfg.list_price_overrides(model)
+    table = Table(
+        "id",
+        "provider",
+        "model",
+        "effective from",
+        "input",
+        "cached",
+        "cache write",
+        "output",
+        "note",
+        title="overrides, USD per 1M tokens",
+    )
+    for o in overrides:
+        table.add_row(
+            str(o.id),
+            o.provider or "*",
+            o.model,
+            o.effective_from.isoformat(),
+            _opt(o.input_mtok),
+            _opt(o.cache_read_mtok),
+            _opt(o.cache_write_mtok),
+            _opt(o.output_mtok),
+            o.note,
+        )
+    console.print(table)
+
+
+def _dec(raw: str | None, flag: str) -> Decimal | None:
+    if raw is None:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        _fail(f"{flag}: {raw!r} is not a decimal number")
+        raise
+    if not value.is_finite() or value < 0:
+        _fail(f"{flag}: must be a finite number >= 0")
+    return value
+
+
+@prices_app.command("override")
+def prices_override(
+    model: str,
+    input_mtok: Annotated[str | None, typer.Option("--input", help="USD per 1M input")] = None,
+    output_mtok: Annotated[str | None, typer.Option("--output", help="USD per 1M output")] = None,
+    cache_read: Annotated[str | None, typer.Option("--cache-read", help="USD per 1M")] = None,
+    cache_write: Annotated[str | None, typer.Option("--cache-write", help="USD per 1M")] = None,
+    provider: Annotated[str, typer.Option(help="provider id; default any")] = "",
+    effective_from: Annotated[
+        str | None, typer.Option("--effective-from", help="RFC 3339; default now")
+    ] = None,
+    note: Annotated[str, typer.Option(help="e.g. the contract")] = "",
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Set a negotiated price for a model from a date on. Run `reprice` for past data."""
+    if input_mtok is None and output_mtok is None and cache_read is None and cache_write is None:
+        _fail("give at least one of --input, --output, --cache-read, --cache-write")
+    try:
+        eff = parse_time(effective_from, "--effective-from") or datetime.now(timezone.utc)
+    except TenantscopeError as exc:
+        _fail(exc.message)
+        raise
+    cfg = _config(_settings(data_dir=data_dir))
+    try:
+        saved = cfg.add_price_override(
+            PriceOverride(
+                model=model,
+                provider=provider,
+                effective_from=eff,
+                input_mtok=_dec(input_mtok, "--input"),
+                output_mtok=_dec(output_mtok, "--output"),
+                cache_read_mtok=_dec(cache_read, "--cache-read"),
+                cache_write_mtok=_dec(cache_write, "--cache-write"),
+                note=note,
+            )
+        )
+    except TenantscopeError as exc:
+        _fail(exc.message)
+        return
+    console.print(
+        f"override {saved.id} for {model} from {eff.isoformat()} saved;"
+        " new calls use it within seconds. Re-price stored calls with"
+        f" `tenantscope reprice --from {eff.isoformat()}`."
+    )
+
+
+# --- reprice / export -----------------------------------------------------------------------
+def _progress(label: str) -> Progress:
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def reprice(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Recompute stored costs in a time range from the catalog and overrides (default: the
+    last 30 days). Reported costs stay. Stop the server first (it owns the event file)."""
+    from tenantscope.pricing.pricer import Pricer
+    from tenantscope.pricing.reprice import reprice as do_reprice
+
+    settings = _settings(data_dir=data_dir)
+    rng = _range(start, end, timedelta(days=30))
+    events, cfg = _events(settings), _config(settings)
+    try:
+        total = events.count(rng.start, rng.end)
+        pricer = Pricer(cfg.list_price_overrides())
+        with _progress("repricing") as progress:
+            task = progress.add_task("reprice", total=total)
+            res = do_reprice(
+                events, pricer, rng.start, rng.end, progress=lambda n: progress.advance(task, n)
+            )
+    finally:
+        events.close()
+        cfg.close()
+    console.print(f"scanned {res.scanned:,} records, changed the cost of {res.changed:,}")
+
+
+@app.command()
+def export(
+    start: FromOpt = None,
+    end: ToOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Export stored records in a time range (default: the last 30 days) as CSV or
+    Parquet, one file, written a day at a time."""
+    if fmt not in ("csv", "parquet"):
+        _fail("--format must be csv or parquet")
+    settings = _settings(data_dir=data_dir)
+    rng = _range(start, end, timedelta(days=30))
+    out = output or Path(f"tenantscope-export.{fmt}")
+    events = _events(settings)
+    try:
+        days: list[tuple[datetime, datetime]] = []
+        t = rng.start
+        while t < rng.end:
+            days.append((t, min(t + timedelta(days=1), rng.end)))
+            t += timedelta(days=1)
+        rows = 0
+        parts: list[Path] = []
+        with _progress(f"exporting to {out}") as progress:
+            task = progress.add_task("export", total=len(days))
+            for i, (a, b) in enumerate(days):
+                part = out.with_name(f".{out.name}.part{i:04d}")
+                rows += events.export(str(part), fmt, a, b)
+                parts.append(part)
+                progress.advance(task)
+        _join_parts(parts, out, fmt)
+    finally:
+        events.close()
+    console.print(f"wrote {rows:,} records to {out}")
+
+
+def _join_parts(parts: list[Path], out: Path, fmt: str) -> None:
+    existing = [p for p in parts if p.exists()]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        writer: pq.ParquetWriter | None = None
+        try:
+            for p in existing:
+                table = pq.read_table(p)
+                if writer is None:
+                    writer = pq.ParquetWriter(out, table.schema)
+                elif table.schema != writer.schema:
+                    # an empty day's part differs only in column nullability
+                    table = table.cast(writer.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+    else:
+        with out.open("wb") as dst:
+            for i, p in enumerate(existing):
+                with p.open("rb") as src:
+                    if i > 0:
+                        src.readline()  # header of later parts
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+    for p in existing:
+        p.unlink()
+
+
+def main() -> None:
+    try:
+        app()
+    except TenantscopeError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

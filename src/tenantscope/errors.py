@@ -1,0 +1,64 @@
+"""One exception hierarchy; each error carries the HTTP status and a stable code.
+
+The server's single exception handler turns these into ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TenantscopeError(Exception):
+    """Base class. ``status`` is the HTTP status a server answers with."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class BadRequest(TenantscopeError):
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(BadRequest):
+    """Input parsed but a field is wrong; ``details`` names the item and field."""
+
+    code = "validation_failed"
+
+
+class NotFound(TenantscopeError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(TenantscopeError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(TenantscopeError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class Unavailable(TenantscopeError):
+    status = 503
+    code = "unavailable"
+
+
+class ConfigError(TenantscopeError):
+    """Bad configuration given to the CLI or server at start."""
+
+    status = 400
+    code = "config_error"

@@ -1,0 +1,1 @@
+"""Ingest: OTLP decode, native events, normalisation, attribution, batching writer."""

@@ -1,0 +1,423 @@
+"""Turn one decoded OTLP span into a UsageRecord.
+
+Lookup. For each record field the names in ``semconv.ACCEPT`` are tried in order and the
+first non-empty value wins, looking at the span's attributes, then (for
+``semconv.BAGGAGE_FIELDS``) the same names prefixed with ``baggage.`` (baggage copied onto
+spans, e.g. ``baggage.tenant.id``), then (for ``semconv.RESOURCE_FIELDS``) the resource
+attributes. Identifier-like values must be strings; integers (not booleans) are accepted and
+written in decimal, since instrumentations often set ``user.id`` as an int.
+
+Kind. A span is ``llm`` when it carries the usage of a model call: any token count
+attribute (even 0: a failed call that reported no tokens is still a call), a reported cost,
+or a model together with a ``gen_ai.operation.name`` that is a model call (not
+``invoke_agent``/``create_agent``/``execute_tool``). Otherwise it is ``span`` (wrappers,
+tools, HTTP handlers) and its token fields are all zero. An explicit
+``tenantscope.span.kind`` of ``llm`` or ``span`` overrides this.
+
+Token convention of a record: ``input_tokens`` includes cache reads and cache writes;
+``output_tokens`` includes reasoning tokens.
+
+- Input. OpenAI and the OTel GenAI convention already report input including cached tokens,
+  so the figure is kept. Anthropic's API (``semconv.CACHE_ADDITIVE_PROVIDERS``) reports
+  ``input_tokens`` without the cache, so input = reported + cache_read + cache_write —
+  unless the span sets ``tenantscope.usage.input_includes_cache`` true (our SDK does when it
+  already summed them). For any other provider, an input smaller than cache_read +
+  cache_write cannot include them, so it is read as additive too and the sum is taken.
+- Output. Kept as reported (OpenAI includes reasoning); if it is smaller than the reasoning
+  count it cannot include it, so reasoning is added.
+
+Cost. ``gen_ai.usage.cost`` (a number or numeric string, converted through ``str()`` so a
+float 0.1 is Decimal("0.1")) or else ``netra.usage`` (a JSON string, or a list of objects /
+JSON strings, each with ``cost_in_usd``; summed) gives ``cost_source = "reported"``.
+Otherwise ``cost_usd`` is None and ``cost_source`` is ``"unknown"`` until pricing runs.
+
+Status. ``tenantscope.status`` (ok|error|cancelled) wins; else ``error.type == "cancelled"``
+means cancelled; else OTLP status code 2 or any other ``error.type`` means error. Error
+type comes from ``error.type`` or the ``exception.type`` of an ``exception`` span event;
+error message from the status message or the exception event's ``exception.message``
+(truncated to ``limits.MAX_ERROR_MESSAGE``). ``billable_state`` is
+``tenantscope.billable_state`` when valid, else ``ignored`` for error/cancelled and
+``billable`` otherwise.
+
+Validation (``errors.ValidationFailed``, message starting with the field name): ids over
+``limits.MAX_ID_LEN`` or with control characters, event ids over ``MAX_EVENT_ID_LEN``,
+negative or absurd token counts and costs, start times before ``MIN_TIME`` or more than
+``MAX_FUTURE`` after ``received_at``, end before start. Attributes whose JSON exceeds
+``MAX_ATTRIBUTES_BYTES`` first lose the attributes tenantscope does not read, largest first
+(listed under ``tenantscope.dropped_attributes``); span events over the limit lose their
+attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, cast
+
+from tenantscope import semconv
+from tenantscope.ingest import limits
+from tenantscope.ingest.limits import fail
+from tenantscope.ingest.spans import RawSpan
+from tenantscope.records import (
+    BILLABLE_STATES,
+    STATUSES,
+    BillableState,
+    Kind,
+    Status,
+    UsageRecord,
+)
+
+STATUS_ATTRIBUTE = "tenantscope.status"
+DROPPED_ATTRIBUTES = "tenantscope.dropped_attributes"
+# gen_ai.operation.name values that describe orchestration, not a model call.
+NON_CALL_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+_ID_FIELDS = (
+    "tenant_id",
+    "workspace_id",
+    "user_id",
+    "session_id",
+    "feature",
+    "billable_action",
+    "customer_visible_label",
+    "environment",
+    "service",
+    "model",
+    "operation",
+    "response_id",
+)
+_READ_ATTRIBUTES = frozenset(
+    [name for names in semconv.ACCEPT.values() for name in names]
+    + [semconv.BAGGAGE_PREFIX + name for f in semconv.BAGGAGE_FIELDS for name in semconv.ACCEPT[f]]
+    + [
+        semconv.SPAN_KIND,
+        semconv.INPUT_INCLUDES_CACHE,
+        semconv.ERROR_TYPE,
+        semconv.GEN_AI_OPERATION_NAME,
+        STATUS_ATTRIBUTE,
+    ]
+)
+
+
+def normalize_span(
+    span: RawSpan,
+    *,
+    received_at: datetime,
+    infer_provider: Callable[[str], str | None] | None = None,
+) -> UsageRecord:
+    """Normalise one span; raises ValidationFailed naming the field. See the module docstring."""
+    lookup = _Lookup(span)
+    ids = {name: lookup.text(name) for name in _ID_FIELDS}
+
+    event_id = lookup.raw("event_id")
+    if event_id is None:
+        event_id = f"{span.trace_id}:{span.span_id}"
+    event_id = limits.check_id("event_id", event_id, max_len=limits.MAX_EVENT_ID_LEN)
+
+    start_time = _from_ns(span.start_ns, "start_time")
+    end_time = _from_ns(span.end_ns, "end_time")
+    limits.check_time("start_time", start_time, received_at=received_at)
+    if end_time < start_time:
+        fail("end_time", "is before start_time")
+    limits.check_time("end_time", end_time, received_at=received_at)
+
+    counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS}
+    cost = _reported_cost(lookup)
+    kind = _kind(span.attributes, counts, cost, ids["model"], ids["operation"])
+    provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
+    tokens = _normalize_tokens(counts, provider, span.attributes) if kind == "llm" else {}
+
+    status, error_type, error_message = _outcome(span)
+    billable = span.attributes.get(semconv.BILLABLE_STATE)
+    billable_state: BillableState
+    if isinstance(billable, str) and billable in BILLABLE_STATES:
+        billable_state = cast(BillableState, billable)
+    else:
+        billable_state = "billable" if status == "ok" else "ignored"
+
+    return UsageRecord(
+        event_id=event_id,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        parent_span_id=span.parent_span_id,
+        name=_name(span.name),
+        kind=kind,
+        provider=provider,
+        input_tokens=tokens.get("input_tokens", 0),
+        output_tokens=tokens.get("output_tokens", 0),
+        cache_read_tokens=tokens.get("cache_read_tokens", 0),
+        cache_write_tokens=tokens.get("cache_write_tokens", 0),
+        reasoning_tokens=tokens.get("reasoning_tokens", 0),
+        cost_usd=cost,
+        cost_source="reported" if cost is not None else "unknown",
+        start_time=start_time,
+        end_time=end_time,
+        duration_ms=(span.end_ns - span.start_ns) / 1e6,
+        ttft_ms=_ttft(lookup),
+        status=status,
+        error_type=limits.check_id("error_type", error_type),
+        error_message=limits.truncate_message(limits.check_unicode("error_message", error_message)),
+        billable_state=billable_state,
+        attributes=_bounded_attributes(span.attributes),
+        events=_events(span.events),
+        source="otlp",
+        received_at=received_at,
+        tenant_id=ids["tenant_id"],
+        workspace_id=ids["workspace_id"],
+        user_id=ids["user_id"],
+        session_id=ids["session_id"],
+        feature=ids["feature"],
+        billable_action=ids["billable_action"],
+        customer_visible_label=ids["customer_visible_label"],
+        environment=ids["environment"],
+        service=ids["service"],
+        model=ids["model"],
+        operation=ids["operation"],
+        response_id=ids["response_id"],
+    )
+
+
+class _Lookup:
+    """First non-empty value over span attributes, baggage copies and resource attributes."""
+
+    def __init__(self, span: RawSpan) -> None:
+        self._span = span
+
+    def raw(self, field: str) -> Any:
+        names = semconv.ACCEPT[field]
+        sources: list[tuple[dict[str, Any], Iterable[str]]] = [(self._span.attributes, names)]
+        if field in semconv.BAGGAGE_FIELDS:
+            prefixed = [semconv.BAGGAGE_PREFIX + name for name in names]
+            sources.append((self._span.attributes, prefixed))
+        if field in semconv.RESOURCE_FIELDS:
+            sources.append((self._span.resource, names))
+        for attributes, keys in sources:
+            for key in keys:
+                value = attributes.get(key)
+                if not _is_empty(value):
+                    return value
+        return None
+
+    def text(self, field: str) -> str:
+        value = self.raw(field)
+        if value is None:
+            return ""
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return limits.check_id(field, value)
+
+    def tokens(self, field: str) -> int | None:
+        value = self.raw(field)
+        return None if value is None else limits.check_tokens(field, value)
+
+
+def _is_empty(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _from_ns(ns: int, field: str) -> datetime:
+    if ns <= 0:
+        fail(field, "is missing")
+    try:
+        return _EPOCH + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        fail(field, f"{ns} ns is out of range")
+
+
+def _kind(
+    attributes: dict[str, Any],
+    counts: dict[str, int | None],
+    cost: Decimal | None,
+    model: str,
+    operation: str,
+) -> Kind:
+    explicit = attributes.get(semconv.SPAN_KIND)
+    if explicit == "llm" or explicit == "span":
+        return cast(Kind, explicit)
+    if any(count is not None for count in counts.values()) or cost is not None:
+        return "llm"
+    if model and operation and operation not in NON_CALL_OPERATIONS:
+        return "llm"
+    return "span"
+
+
+def _provider(
+    lookup: _Lookup,
+    scope_name: str,
+    model: str,
+    infer_provider: Callable[[str], str | None] | None,
+) -> str:
+    value = lookup.text("provider")
+    if value:
+        key = value.strip().lower()
+        return semconv.PROVIDER_ALIASES.get(key, key)
+    scope = scope_name.lower()
+    for fragment, provider in semconv.SCOPE_PROVIDERS:
+        if fragment in scope:
+            return provider
+    if model and infer_provider is not None:
+        return infer_provider(model) or ""
+    return ""
+
+
+def _normalize_tokens(
+    counts: dict[str, int | None], provider: str, attributes: dict[str, Any]
+) -> dict[str, int]:
+    values = {name: count or 0 for name, count in counts.items()}
+    cache = values["cache_read_tokens"] + values["cache_write_tokens"]
+    includes_cache = _truthy(attributes.get(semconv.INPUT_INCLUDES_CACHE))
+    additive = provider in semconv.CACHE_ADDITIVE_PROVIDERS and not includes_cache
+    if additive or values["input_tokens"] < cache:
+        values["input_tokens"] += cache
+    if values["output_tokens"] < values["reasoning_tokens"]:
+        values["output_tokens"] += values["reasoning_tokens"]
+    for name in ("input_tokens", "output_tokens"):
+        if values[name] > limits.MAX_TOKENS:
+            fail(name, f"{values[name]} is above the limit of {limits.MAX_TOKENS} tokens per call")
+    return values
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value is True or value == 1
+
+
+def _reported_cost(lookup: _Lookup) -> Decimal | None:
+    value = lookup.raw("reported_cost")
+    if value is not None:
+        return limits.check_cost("gen_ai.usage.cost", value)
+    usage = lookup.raw("reported_cost_list")
+    if usage is None:
+        return None
+    return _netra_cost(usage)
+
+
+def _netra_cost(usage: Any) -> Decimal | None:
+    """Sum ``cost_in_usd`` over netra usage entries; unrecognised shapes report nothing."""
+    entries = _parse_json_text(usage)
+    if isinstance(entries, dict):
+        entries = [entries]
+    if not isinstance(entries, list):
+        return None
+    total: Decimal | None = None
+    for entry in entries:
+        item = _parse_json_text(entry)
+        if not isinstance(item, dict) or item.get("cost_in_usd") is None:
+            continue
+        cost = limits.check_cost("netra.usage.cost_in_usd", item["cost_in_usd"])
+        total = cost if total is None else total + cost
+    if total is not None and total > limits.MAX_COST_USD:
+        limits.check_cost("netra.usage.cost_in_usd", total)
+    return total
+
+
+def _parse_json_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _outcome(span: RawSpan) -> tuple[Status, str, str]:
+    attributes = span.attributes
+    exception = next((e for e in span.events if e.get("name") == "exception"), None)
+    exception_attrs: dict[str, Any] = exception.get("attributes", {}) if exception else {}
+    error_type = _text_or_empty(attributes.get(semconv.ERROR_TYPE)) or _text_or_empty(
+        exception_attrs.get("exception.type")
+    )
+    message = span.status_message or _text_or_empty(exception_attrs.get("exception.message"))
+
+    explicit = attributes.get(STATUS_ATTRIBUTE)
+    status: Status
+    if isinstance(explicit, str) and explicit in STATUSES:
+        status = cast(Status, explicit)
+    elif attributes.get(semconv.ERROR_TYPE) == "cancelled":
+        status = "cancelled"
+    elif span.status_code == 2 or _text_or_empty(attributes.get(semconv.ERROR_TYPE)):
+        status = "error"
+    else:
+        status = "ok"
+    if status == "ok":
+        return status, "", ""
+    return status, error_type, message
+
+
+def _text_or_empty(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _ttft(lookup: _Lookup) -> float | None:
+    value = lookup.raw("ttft_ms")
+    if value is not None:
+        return limits.check_ms("tenantscope.ttft_ms", value)
+    seconds = lookup.raw("ttft_s")
+    if seconds is not None:
+        return limits.check_ms("gen_ai.server.time_to_first_token", seconds) * 1000.0
+    return None
+
+
+def _name(name: str) -> str:
+    limits.check_unicode("name", name)
+    return name if len(name) <= limits.MAX_ID_LEN else name[: limits.MAX_ID_LEN]
+
+
+def _bounded_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    size = limits.json_size("attributes", attributes)
+    if size <= limits.MAX_ATTRIBUTES_BYTES:
+        return dict(attributes)
+    sizes = {key: limits.json_size("attributes", {key: value}) for key, value in attributes.items()}
+    kept = dict(attributes)
+    dropped: list[str] = []
+    for key in sorted(sizes, key=lambda k: sizes[k], reverse=True):
+        if size <= limits.MAX_ATTRIBUTES_BYTES - 1024:  # room for the list of dropped keys
+            break
+        if key in _READ_ATTRIBUTES:
+            continue
+        del kept[key]
+        dropped.append(key)
+        size -= sizes[key]
+    kept[DROPPED_ATTRIBUTES] = dropped[:50]
+    if limits.json_size("attributes", kept) > limits.MAX_ATTRIBUTES_BYTES:
+        fail(
+            "attributes",
+            f"are {size} bytes as JSON even without the attributes tenantscope does not "
+            f"read; the limit is {limits.MAX_ATTRIBUTES_BYTES}",
+        )
+    return kept
+
+
+def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for event in events:
+        time_ns = event.get("time_ns")
+        when = ""
+        if isinstance(time_ns, int) and time_ns > 0:
+            try:
+                when = (_EPOCH + timedelta(microseconds=time_ns // 1000)).isoformat()
+            except OverflowError:
+                pass
+        name = event.get("name", "")
+        out.append(
+            {
+                "name": limits.check_unicode("events.name", name if isinstance(name, str) else ""),
+                "time": when.replace("+00:00", "Z"),
+                "attributes": dict(event.get("attributes") or {}),
+            }
+        )
+    if limits.json_size("events", out) > limits.MAX_ATTRIBUTES_BYTES:
+        for event in out:
+            event["attributes"] = {}
+    return out

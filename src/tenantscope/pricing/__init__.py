@@ -1,0 +1,1 @@
+"""Prices: the genai-prices catalog, operator overrides, exact decimal costs."""

@@ -1,0 +1,1 @@
+"""Typed queries over the EventStore. Every query takes a Scope."""

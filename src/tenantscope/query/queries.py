@@ -1,0 +1,821 @@
+"""Every read of usage data. Each method takes a Scope first and applies it here, so no
+router, page or command can forget the tenant filter.
+
+SQL is written once with ``:named`` parameters; the EventStore's Dialect supplies the few
+fragments that differ between backends. All values travel as parameters, never as text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from tenantscope.errors import BadRequest, NotFound
+from tenantscope.query.models import (
+    ActorRow,
+    Breakdown,
+    BreakdownRow,
+    Page,
+    Series,
+    SeriesPoint,
+    SlaRow,
+    SpanNode,
+    TenantConfigOut,
+    TenantDetail,
+    TenantRow,
+    TenantUsage,
+    TimeSeries,
+    Totals,
+    TraceDetail,
+    TraceRow,
+)
+from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
+from tenantscope.query.scope import Scope
+from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
+
+# A record counts towards requests, tokens and cost when it is an LLM call that no more
+# specific record of its trace shadows (DESIGN.md, "the counting rule").
+COUNTED = "(kind = 'llm' AND NOT shadowed)"
+
+TENANT_SORTS: dict[str, str] = {
+    "cost": "cost_usd",
+    "traces": "traces",
+    "sessions": "sessions",
+    "requests": "requests",
+    "tokens": "total_tokens",
+    "errors": "error_rate",
+    "p95": "p95_ms",
+    "last_seen": "last_seen",
+    "tenant": "tenant_id",
+}
+ACTOR_SORTS: dict[str, str] = {
+    "cost": "cost_usd",
+    "requests": "requests",
+    "tokens": "total_tokens",
+    "traces": "traces",
+    "last_seen": "last_seen",
+    "first_seen": "first_seen",
+    "errors": "errors",
+}
+BREAKDOWNS: dict[str, str] = {
+    "model": "model",
+    "provider": "provider",
+    "feature": "feature",
+    "user": "user_id",
+    "workspace": "workspace_id",
+    "billable_action": "billable_action",
+    "tenant": "tenant_id",
+    "environment": "environment",
+    "service": "service",
+    "status": "status",
+}
+METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
+INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+MAX_BUCKETS = 5000
+TRACE_STATUSES = ("ok", "error", "cancelled")
+
+
+@dataclass(slots=True)
+class _Where:
+    """WHERE clauses and their parameters, starting with the scope and the time range."""
+
+    clauses: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, scope: Scope, rng: TimeRange | None = None) -> _Where:
+        w = cls()
+        if not scope.is_all:
+            w.add("tenant_id = :scope_tenant", scope_tenant=scope.tenant_id)
+        if rng is not None:
+            start, end = rng.naive()
+            w.add("start_time >= :start AND start_time < :end", start=start, end=end)
+        return w
+
+    def add(self, clause: str, **params: Any) -> _Where:
+        self.clauses.append(clause)
+        self.params.update(params)
+        return self
+
+    def eq(self, column: str, value: str | None, name: str) -> _Where:
+        if value is not None and value != "":
+            self.add(f"{column} = :{name}", **{name: value})
+        return self
+
+    @property
+    def sql(self) -> str:
+        return "WHERE " + " AND ".join(self.clauses) if self.clauses else ""
+
+
+def _order(value: str | None) -> str:
+    if value in (None, "", "desc"):
+        return "DESC"
+    if value == "asc":
+        return "ASC"
+    raise BadRequest(f"order must be asc or desc, got {value!r}")
+
+
+def _sort_column(sort: str | None, allowed: dict[str, str], default: str) -> str:
+    key = sort or default
+    if key not in allowed:
+        raise BadRequest(f"sort must be one of {', '.join(allowed)}; got {sort!r}")
+    return allowed[key]
+
+
+def _offset(cursor: str | None) -> int:
+    data = decode_cursor(cursor)
+    if data is None:
+        return 0
+    off = data.get("o")
+    if not isinstance(off, int) or off < 0:
+        raise BadRequest("cursor is not valid: pass next_cursor from a previous page") from None
+    return off
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    raise TypeError(f"not a datetime: {value!r}")
+
+
+def _ms(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _int(value: Any) -> int:
+    return int(value or 0)
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(value)
+
+
+class Queries:
+    def __init__(self, events: EventStore, config: ConfigStore) -> None:
+        self.events = events
+        self.config = config
+        d = events.dialect
+        self._d = d
+        q = d.quantile
+        self._totals_sql = f"""
+            count(DISTINCT CASE WHEN session_id <> '' THEN session_id END) AS sessions,
+            count(DISTINCT trace_id) AS traces,
+            sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS requests,
+            sum(CASE WHEN {COUNTED} THEN input_tokens ELSE 0 END) AS input_tokens,
+            sum(CASE WHEN {COUNTED} THEN output_tokens ELSE 0 END) AS output_tokens,
+            sum(CASE WHEN {COUNTED} THEN input_tokens + output_tokens ELSE 0 END)
+                AS total_tokens,
+            sum(CASE WHEN {COUNTED} THEN cost_usd END) AS cost_usd,
+            sum(CASE WHEN {COUNTED} AND cost_usd IS NULL THEN 1 ELSE 0 END)
+                AS unpriced_requests,
+            sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END) AS errors,
+            {q(f"CASE WHEN {COUNTED} THEN duration_ms END", 0.5)} AS p50_ms,
+            {q(f"CASE WHEN {COUNTED} THEN duration_ms END", 0.95)} AS p95_ms,
+            min(start_time) AS first_seen,
+            max(start_time) AS last_seen"""
+
+    # -- helpers -----------------------------------------------------------------------
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.events.fetch(sql, params)
+
+    @staticmethod
+    def _totals(row: dict[str, Any] | None) -> Totals:
+        if row is None:
+            return Totals()
+        requests = _int(row.get("requests"))
+        errors = _int(row.get("errors"))
+        return Totals(
+            sessions=_int(row.get("sessions")),
+            traces=_int(row.get("traces")),
+            requests=requests,
+            input_tokens=_int(row.get("input_tokens")),
+            output_tokens=_int(row.get("output_tokens")),
+            total_tokens=_int(row.get("total_tokens")),
+            cost_usd=_money(row.get("cost_usd")),
+            unpriced_requests=_int(row.get("unpriced_requests")),
+            errors=errors,
+            error_rate=round(errors / requests, 6) if requests else 0.0,
+            p50_ms=_ms(row.get("p50_ms")),
+            p95_ms=_ms(row.get("p95_ms")),
+            first_seen=_aware(row.get("first_seen")),
+            last_seen=_aware(row.get("last_seen")),
+        )
+
+    def _require_tenant(self, scope: Scope, tenant_id: str) -> None:
+        if not scope.allows(tenant_id):
+            # the same answer as for a tenant that does not exist: no existence oracle
+            raise NotFound(f"tenant {tenant_id!r} not found")
+
+    def _name_matches(self, q: str) -> list[str]:
+        needle = q.lower()
+        return [
+            t.tenant_id
+            for t in self.config.list_tenants()
+            if needle in t.display_name.lower() or needle in t.tier.lower()
+        ]
+
+    # -- tenants -----------------------------------------------------------------------
+    def tenants(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[TenantRow]:
+        col = _sort_column(sort, TENANT_SORTS, "cost")
+        direction = _order(order)
+        lim = check_limit(limit)
+        off = _offset(cursor)
+        w = _Where.of(scope, rng)
+        if q:
+            names = self._name_matches(q)
+            if names:
+                w.add(
+                    "(position(lower(:q) IN lower(tenant_id)) > 0 OR "
+                    f"{self._d.contains('q_ids', 'tenant_id')})",
+                    q=q,
+                    q_ids=names,
+                )
+            else:
+                w.add("position(lower(:q) IN lower(tenant_id)) > 0", q=q)
+        sql = f"""
+            SELECT * FROM (
+                SELECT tenant_id, {self._totals_sql},
+                    CASE WHEN sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) > 0
+                        THEN sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END)
+                             * 1.0 / sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END)
+                        ELSE 0 END AS error_rate
+                FROM records {w.sql}
+                GROUP BY tenant_id
+            ) t
+            ORDER BY {col} {direction} NULLS LAST, tenant_id ASC
+            LIMIT :lim OFFSET :off"""
+        rows = self._fetch(sql, {**w.params, "lim": lim + 1, "off": off})
+        more = len(rows) > lim
+        rows = rows[:lim]
+        configs = self.config.get_tenants([r["tenant_id"] for r in rows])
+        items = []
+        for r in rows:
+            cfg = configs.get(r["tenant_id"])
+            items.append(
+                TenantRow(
+                    tenant_id=r["tenant_id"],
+                    display_name=cfg.display_name if cfg else "",
+                    tier=cfg.tier if cfg else "",
+                    **self._totals(r).model_dump(),
+                )
+            )
+        nxt = encode_cursor({"o": off + lim}) if more else None
+        return Page[TenantRow](items=items, next_cursor=nxt)
+
+    def tenant(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantDetail:
+        self._require_tenant(scope, tenant_id)
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        rows = self._fetch(f"SELECT {self._totals_sql} FROM records {w.sql}", w.params)
+        totals = self._totals(rows[0] if rows else None)
+        cfg = self.config.get_tenant(tenant_id)
+        if totals.traces == 0 and cfg is None and not self._tenant_exists(scope, tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        return TenantDetail(
+            tenant_id=tenant_id,
+            totals=totals,
+            config=_config_out(cfg) if cfg else None,
+            start=rng.start,
+            end=rng.end,
+        )
+
+    def _tenant_exists(self, scope: Scope, tenant_id: str) -> bool:
+        w = _Where.of(scope).eq("tenant_id", tenant_id, "tenant")
+        return bool(self._fetch(f"SELECT 1 AS x FROM records {w.sql} LIMIT 1", w.params))
+
+    def tenant_usage(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantUsage:
+        self._require_tenant(scope, tenant_id)
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        sql = f"""
+            SELECT
+                sum(CASE WHEN {COUNTED} THEN input_tokens + output_tokens ELSE 0 END)
+                    AS token_count,
+                sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS request_count,
+                count(DISTINCT CASE WHEN session_id <> '' THEN session_id END)
+                    AS session_count,
+                sum(CASE WHEN {COUNTED} THEN cost_usd END) AS total_cost
+            FROM records {w.sql}"""
+        row = self._fetch(sql, w.params)[0]
+        return TenantUsage(
+            tenant_id=tenant_id,
+            token_count=_int(row["token_count"]),
+            request_count=_int(row["request_count"]),
+            session_count=_int(row["session_count"]),
+            total_cost=_money(row["total_cost"]),
+            start=rng.start,
+            end=rng.end,
+        )
+
+    # -- traces ------------------------------------------------------------------------
+    def traces(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        *,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        model: str | None = None,
+        feature: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[TraceRow]:
+        lim = check_limit(limit)
+        if status is not None and status != "" and status not in TRACE_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(TRACE_STATUSES)}")
+        if tenant_id is not None and not scope.allows(tenant_id):
+            return Page[TraceRow](items=[])
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        inner = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        inner.eq("user_id", user_id, "f_user").eq("session_id", session_id, "f_session")
+        inner.eq("model", model, "f_model").eq("feature", feature, "f_feature")
+        if len(inner.clauses) > len(w.clauses):
+            w.add(f"trace_id IN (SELECT trace_id FROM records {inner.sql})", **inner.params)
+        having: list[str] = []
+        params = dict(w.params)
+        if status == "error":
+            having.append("max(CASE WHEN status = 'error' THEN 1 ELSE 0 END) = 1")
+        elif status == "cancelled":
+            having.append("max(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) = 1")
+        elif status == "ok":
+            having.append("max(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) = 0")
+        cur = decode_cursor(cursor)
+        if cur is not None:
+            try:
+                c_time = datetime.fromisoformat(str(cur["t"]))
+                c_id = str(cur["id"])
+            except (KeyError, ValueError):
+                raise BadRequest(
+                    "cursor is not valid: pass next_cursor from a previous page"
+                ) from None
+            having.append(
+                "(min(start_time) < :c_time OR (min(start_time) = :c_time AND trace_id < :c_id))"
+            )
+            params.update(c_time=c_time, c_id=c_id)
+        having_sql = "HAVING " + " AND ".join(having) if having else ""
+        models = self._d.distinct_concat("CASE WHEN model <> '' THEN model END")
+        sql = f"""
+            SELECT trace_id,
+                coalesce(max(CASE WHEN parent_span_id = '' THEN name END), min(name)) AS name,
+                max(tenant_id) AS tenant_id, max(user_id) AS user_id,
+                max(session_id) AS session_id,
+                min(start_time) AS start_time, max(end_time) AS end_time,
+                count(*) AS spans,
+                sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS requests,
+                sum(CASE WHEN {COUNTED} THEN input_tokens ELSE 0 END) AS input_tokens,
+                sum(CASE WHEN {COUNTED} THEN output_tokens ELSE 0 END) AS output_tokens,
+                sum(CASE WHEN {COUNTED} THEN cost_usd END) AS cost_usd,
+                max(CASE WHEN status = 'error' THEN 2 WHEN status = 'cancelled' THEN 1
+                    ELSE 0 END) AS worst,
+                {models} AS models
+            FROM records {w.sql}
+            GROUP BY trace_id {having_sql}
+            ORDER BY start_time DESC, trace_id DESC
+            LIMIT :lim"""
+        rows = self._fetch(sql, {**params, "lim": lim + 1})
+        more = len(rows) > lim
+        rows = rows[:lim]
+        items = [
+            TraceRow(
+                trace_id=r["trace_id"],
+                name=r["name"] or "",
+                tenant_id=r["tenant_id"],
+                user_id=r["user_id"],
+                session_id=r["session_id"],
+                start_time=_aware(r["start_time"]),
+                duration_ms=round((r["end_time"] - r["start_time"]).total_seconds() * 1000.0, 3),
+                spans=_int(r["spans"]),
+                requests=_int(r["requests"]),
+                input_tokens=_int(r["input_tokens"]),
+                output_tokens=_int(r["output_tokens"]),
+                total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
+                cost_usd=_money(r["cost_usd"]),
+                status=("ok", "cancelled", "error")[_int(r["worst"])],
+                models=[m for m in (r["models"] or "").split(",") if m],
+            )
+            for r in rows
+        ]
+        nxt = None
+        if more and rows:
+            last = rows[-1]
+            nxt = encode_cursor({"t": last["start_time"].isoformat(), "id": last["trace_id"]})
+        return Page[TraceRow](items=items, next_cursor=nxt)
+
+    def trace(self, scope: Scope, trace_id: str) -> TraceDetail:
+        w = _Where.of(scope).eq("trace_id", trace_id, "trace")
+        rows = self._fetch(f"SELECT * FROM records {w.sql} ORDER BY start_time", w.params)
+        if not rows:
+            raise NotFound(f"trace {trace_id!r} not found")
+        nodes = {r["span_id"] or r["event_id"]: _span_node(r) for r in rows}
+        children: dict[str, list[str]] = {}
+        roots: list[str] = []
+        for key, node in nodes.items():
+            parent = node.parent_span_id
+            if parent and parent in nodes and parent != key:
+                children.setdefault(parent, []).append(key)
+            else:
+                roots.append(key)
+
+        def build(key: str, depth: int) -> SpanNode:
+            node = nodes[key]
+            kids = [build(k, depth + 1) for k in children.get(key, [])] if depth < 200 else []
+            return node.model_copy(update={"children": kids})
+
+        tree = [build(k, 0) for k in roots]
+        counted = [n for n in nodes.values() if n.counted]
+        start = min(_aware(r["start_time"]) or datetime.max for r in rows)
+        end = max(_aware(r["end_time"]) or datetime.min for r in rows)
+        cost = sum((n.cost_usd for n in counted if n.cost_usd is not None), Decimal(0))
+        return TraceDetail(
+            trace_id=trace_id,
+            tenant_id=rows[0]["tenant_id"],
+            start_time=start,
+            end_time=end,
+            duration_ms=round((end - start).total_seconds() * 1000.0, 3),
+            spans=len(rows),
+            requests=len(counted),
+            total_tokens=sum(n.input_tokens + n.output_tokens for n in counted),
+            cost_usd=cost,
+            roots=tree,
+        )
+
+    # -- users and sessions --------------------------------------------------------------
+    def users(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        *,
+        tenant_id: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ActorRow]:
+        return self._actors("user_id", scope, rng, tenant_id, sort, order, limit, cursor)
+
+    def sessions(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        *,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ActorRow]:
+        return self._actors(
+            "session_id", scope, rng, tenant_id, sort, order, limit, cursor, user_id=user_id
+        )
+
+    def _actors(
+        self,
+        column: str,
+        scope: Scope,
+        rng: TimeRange,
+        tenant_id: str | None,
+        sort: str | None,
+        order: str | None,
+        limit: int | None,
+        cursor: str | None,
+        *,
+        user_id: str | None = None,
+    ) -> Page[ActorRow]:
+        col = _sort_column(sort, ACTOR_SORTS, "last_seen")
+        direction = _order(order)
+        lim = check_limit(limit)
+        off = _offset(cursor)
+        if tenant_id is not None and not scope.allows(tenant_id):
+            return Page[ActorRow](items=[])
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        w.eq("user_id", user_id, "f_user").add(f"{column} <> ''")
+        sql = f"""
+            SELECT * FROM (
+                SELECT {column} AS id, tenant_id, {self._totals_sql},
+                    max(user_id) AS user_id
+                FROM records {w.sql}
+                GROUP BY tenant_id, {column}
+            ) a
+            ORDER BY {col} {direction} NULLS LAST, id ASC, tenant_id ASC
+            LIMIT :lim OFFSET :off"""
+        rows = self._fetch(sql, {**w.params, "lim": lim + 1, "off": off})
+        more = len(rows) > lim
+        items = []
+        for r in rows[:lim]:
+            t = self._totals(r)
+            items.append(
+                ActorRow(
+                    id=r["id"],
+                    tenant_id=r["tenant_id"],
+                    requests=t.requests,
+                    traces=t.traces,
+                    sessions=t.sessions,
+                    input_tokens=t.input_tokens,
+                    output_tokens=t.output_tokens,
+                    total_tokens=t.total_tokens,
+                    cost_usd=t.cost_usd,
+                    errors=t.errors,
+                    first_seen=t.first_seen,
+                    last_seen=t.last_seen,
+                    user_id=r["user_id"] if column == "session_id" else "",
+                )
+            )
+        nxt = encode_cursor({"o": off + lim}) if more else None
+        return Page[ActorRow](items=items, next_cursor=nxt)
+
+    # -- breakdowns and series -----------------------------------------------------------
+    def breakdown(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        by: str,
+        *,
+        tenant_id: str | None = None,
+        limit: int | None = None,
+    ) -> Breakdown:
+        if by not in BREAKDOWNS:
+            raise BadRequest(f"by must be one of {', '.join(BREAKDOWNS)}; got {by!r}")
+        lim = check_limit(limit)
+        col = BREAKDOWNS[by]
+        if tenant_id is not None and not scope.allows(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant").add(COUNTED)
+        sql = f"""
+            SELECT {col} AS key,
+                count(*) AS requests,
+                sum(input_tokens) AS input_tokens,
+                sum(output_tokens) AS output_tokens,
+                sum(cost_usd) AS cost_usd,
+                sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced_requests,
+                sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors
+            FROM records {w.sql}
+            GROUP BY {col}
+            ORDER BY cost_usd DESC NULLS LAST, requests DESC, key ASC"""
+        rows = self._fetch(sql, w.params)
+        total = sum((_money(r["cost_usd"]) for r in rows), Decimal(0))
+        items = [
+            BreakdownRow(
+                key=r["key"],
+                requests=_int(r["requests"]),
+                input_tokens=_int(r["input_tokens"]),
+                output_tokens=_int(r["output_tokens"]),
+                total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
+                cost_usd=_money(r["cost_usd"]),
+                unpriced_requests=_int(r["unpriced_requests"]),
+                errors=_int(r["errors"]),
+                share_of_cost=(round(float(_money(r["cost_usd"]) / total), 6) if total else None),
+            )
+            for r in rows[:lim]
+        ]
+        return Breakdown(by=by, items=items, total_cost_usd=total)
+
+    def timeseries(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        metric: str,
+        interval: str,
+        *,
+        tenant_id: str | None = None,
+        group_by: str | None = None,
+        limit: int | None = None,
+    ) -> TimeSeries:
+        if metric not in METRICS:
+            raise BadRequest(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+        if interval not in INTERVALS:
+            raise BadRequest(f"interval must be hour or day; got {interval!r}")
+        if group_by not in (None, "", "tenant"):
+            raise BadRequest("group_by must be tenant (or absent)")
+        if tenant_id is not None and not scope.allows(tenant_id):
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        buckets = _buckets(rng, interval)
+        if len(buckets) > MAX_BUCKETS:
+            raise BadRequest(
+                f"{len(buckets)} {interval} buckets requested; at most {MAX_BUCKETS}:"
+                " use interval=day or a shorter range"
+            )
+        lim = check_limit(limit, default=10)
+        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        value = {
+            "cost": f"sum(CASE WHEN {COUNTED} THEN cost_usd END)",
+            "tokens": f"sum(CASE WHEN {COUNTED} THEN input_tokens + output_tokens ELSE 0 END)",
+            "requests": f"sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END)",
+            "errors": f"sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END)",
+            "error_rate": (
+                f"sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END) * 1.0"
+                f" / nullif(sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END), 0)"
+            ),
+            "p95_latency": self._d.quantile(f"CASE WHEN {COUNTED} THEN duration_ms END", 0.95),
+        }[metric]
+        keys: list[str] = [""]
+        key_col = "''"
+        if group_by == "tenant":
+            rank = "cost" if metric in ("p95_latency", "error_rate") else metric
+            top = self._fetch(
+                f"""SELECT tenant_id, {
+                    value if rank == metric else f"sum(CASE WHEN {COUNTED} THEN cost_usd END)"
+                } AS v
+                    FROM records {w.sql} GROUP BY tenant_id
+                    ORDER BY v DESC NULLS LAST, tenant_id LIMIT :lim""",
+                {**w.params, "lim": lim},
+            )
+            keys = [r["tenant_id"] for r in top]
+            if not keys:
+                return TimeSeries(
+                    metric=metric, interval=interval, start=rng.start, end=rng.end, series=[]
+                )
+            w.add(self._d.contains("top", "tenant_id"), top=keys)
+            key_col = "tenant_id"
+        sql = f"""
+            SELECT {self._d.bucket(interval)} AS t, {key_col} AS key, {value} AS v
+            FROM records {w.sql}
+            GROUP BY 1, 2"""
+        rows = self._fetch(sql, w.params)
+        additive = metric in ("cost", "tokens", "requests", "errors")
+        grid: dict[str, dict[datetime, Any]] = {k: {} for k in keys}
+        for r in rows:
+            t = r["t"]
+            if isinstance(t, datetime) and t.tzinfo is not None:
+                t = t.astimezone(timezone.utc).replace(tzinfo=None)
+            grid.setdefault(r["key"], {})[t] = r["v"]
+        series = []
+        for k in keys:
+            points = []
+            for b in buckets:
+                v = grid[k].get(b)
+                if v is None and additive:
+                    v = Decimal(0) if metric == "cost" else 0
+                points.append(SeriesPoint(t=b.replace(tzinfo=timezone.utc), value=_point(v)))
+            series.append(Series(key=k, points=points))
+        return TimeSeries(
+            metric=metric, interval=interval, start=rng.start, end=rng.end, series=series
+        )
+
+    # -- SLA -----------------------------------------------------------------------------
+    def sla(self, scope: Scope, rng: TimeRange, *, tier: str | None = None) -> list[SlaRow]:
+        configs = {t.tenant_id: t for t in self.config.list_tenants()}
+        targets: dict[int, list[str]] = {}
+        for t in configs.values():
+            if t.sla_p95_ms is not None and scope.allows(t.tenant_id):
+                targets.setdefault(t.sla_p95_ms, []).append(t.tenant_id)
+        w = _Where.of(scope, rng).add(COUNTED)
+        params = dict(w.params)
+        cases = []
+        for i, (target_ms, ids) in enumerate(sorted(targets.items())):
+            cases.append(f"WHEN {self._d.contains(f'g{i}', 'tenant_id')} THEN :t{i}")
+            params[f"g{i}"] = ids
+            params[f"t{i}"] = target_ms
+        target_expr = f"CASE {' '.join(cases)} END" if cases else "NULL"
+        q = self._d.quantile
+        sql = f"""
+            SELECT tenant_id, count(*) AS requests,
+                {q("duration_ms", 0.5)} AS p50_ms,
+                {q("duration_ms", 0.95)} AS p95_ms,
+                {q("duration_ms", 0.99)} AS p99_ms,
+                sum(CASE WHEN duration_ms <= {target_expr} THEN 1 ELSE 0 END) AS within
+            FROM records {w.sql}
+            GROUP BY tenant_id
+            ORDER BY tenant_id"""
+        out = []
+        for r in self._fetch(sql, params):
+            cfg = configs.get(r["tenant_id"])
+            if tier is not None and (cfg.tier if cfg else "") != tier:
+                continue
+            target = cfg.sla_p95_ms if cfg else None
+            requests = _int(r["requests"])
+            p95 = _ms(r["p95_ms"])
+            out.append(
+                SlaRow(
+                    tenant_id=r["tenant_id"],
+                    display_name=cfg.display_name if cfg else "",
+                    tier=cfg.tier if cfg else "",
+                    requests=requests,
+                    p50_ms=_ms(r["p50_ms"]),
+                    p95_ms=p95,
+                    p99_ms=_ms(r["p99_ms"]),
+                    target_p95_ms=target,
+                    within_target=(
+                        round(_int(r["within"]) / requests, 6) if target and requests else None
+                    ),
+                    compliant=(p95 <= target) if (target and p95 is not None) else None,
+                )
+            )
+        return out
+
+    def tenant_configs(self, scope: Scope) -> list[TenantConfig]:
+        return [t for t in self.config.list_tenants() if scope.allows(t.tenant_id)]
+
+
+def _config_out(cfg: TenantConfig) -> TenantConfigOut:
+    return TenantConfigOut(
+        display_name=cfg.display_name,
+        tier=cfg.tier,
+        sla_p95_ms=cfg.sla_p95_ms,
+        rate_limit_rpm=cfg.rate_limit_rpm,
+        monthly_budget_usd=cfg.monthly_budget_usd,
+    )
+
+
+def _buckets(rng: TimeRange, interval: str) -> list[datetime]:
+    start, end = rng.naive()
+    if interval == "day":
+        b = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        b = start.replace(minute=0, second=0, microsecond=0)
+    step = INTERVALS[interval]
+    out: list[datetime] = []
+    while b < end and len(out) <= MAX_BUCKETS:
+        out.append(b)
+        b += step
+    return out
+
+
+def _point(v: Any) -> float | int | str | None:
+    if v is None:
+        return None
+    if isinstance(v, Decimal):
+        from tenantscope.records import format_money
+
+        return format_money(v)
+    if isinstance(v, float):
+        return round(v, 6)
+    return int(v)
+
+
+def _json(value: Any, default: Any) -> Any:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return default
+    return value
+
+
+def _inherited(value: Any) -> Sequence[str]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v for v in value.split(",") if v)
+    return tuple(value)
+
+
+def _span_node(r: dict[str, Any]) -> SpanNode:
+    return SpanNode(
+        event_id=r["event_id"],
+        span_id=r["span_id"],
+        parent_span_id=r["parent_span_id"],
+        name=r["name"],
+        kind=r["kind"],
+        tenant_id=r["tenant_id"],
+        workspace_id=r["workspace_id"],
+        user_id=r["user_id"],
+        session_id=r["session_id"],
+        feature=r["feature"],
+        billable_action=r["billable_action"],
+        customer_visible_label=r["customer_visible_label"],
+        environment=r["environment"],
+        service=r["service"],
+        provider=r["provider"],
+        model=r["model"],
+        operation=r["operation"],
+        input_tokens=_int(r["input_tokens"]),
+        output_tokens=_int(r["output_tokens"]),
+        cache_read_tokens=_int(r["cache_read_tokens"]),
+        cache_write_tokens=_int(r["cache_write_tokens"]),
+        reasoning_tokens=_int(r["reasoning_tokens"]),
+        cost_usd=None if r["cost_usd"] is None else Decimal(r["cost_usd"]),
+        cost_source=r["cost_source"],
+        price_version=r["price_version"],
+        counted=r["kind"] == "llm" and not r["shadowed"],
+        shadowed=bool(r["shadowed"]),
+        start_time=_aware(r["start_time"]),
+        end_time=_aware(r["end_time"]),
+        duration_ms=float(r["duration_ms"] or 0.0),
+        ttft_ms=_ms(r["ttft_ms"]),
+        status=r["status"],
+        error_type=r["error_type"],
+        error_message=r["error_message"],
+        billable_state=r["billable_state"],
+        attributes=_json(r["attributes"], {}),
+        events=_json(r["events"], []),
+        source=r["source"],
+    )

@@ -1,0 +1,1 @@
+"""The HTTP server: one ASGI app (``create_app``) over explicit services."""

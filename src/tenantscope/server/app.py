@@ -1,0 +1,51 @@
+"""The ASGI app factory. One Services object is passed in explicitly (or opened from
+settings) and lives on ``app.state.services``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tenantscope import __version__
+from tenantscope.server import errors, routes_api, routes_health, routes_ingest
+from tenantscope.server.services import Services
+from tenantscope.server.settings import Settings
+
+DESCRIPTION = """Per-tenant cost, usage and SLA for LLM calls.
+
+Money is an exact decimal string in USD, times are RFC 3339 UTC, lists are
+`{"items": [...], "next_cursor": ...}`, errors are `{"error": {"code", "message"}}`."""
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app. Given ``services`` are used as they are (and not closed by the app);
+    otherwise services are opened from ``settings`` at startup and closed at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if services is not None:
+            app.state.services = services
+            yield
+            return
+        svc = Services.open(settings or Settings.load())
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(
+        title="tenantscope",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    if services is not None:
+        app.state.services = services
+    errors.install(app)
+    app.include_router(routes_ingest.router)
+    app.include_router(routes_api.router)
+    app.include_router(routes_health.router)
+    return app

@@ -1,0 +1,275 @@
+"""The JSON API over the query layer. Routers never filter by tenant themselves: the
+Scope (for now always "all"; keys arrive with the security issue) goes to every query."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from tenantscope.query.models import (
+    ActorRow,
+    Breakdown,
+    Page,
+    SlaRow,
+    TenantDetail,
+    TenantRow,
+    TenantUsage,
+    TimeSeries,
+    TraceDetail,
+    TraceRow,
+)
+from tenantscope.query.params import TimeRange
+from tenantscope.query.queries import Queries
+from tenantscope.query.scope import Scope
+
+router = APIRouter(prefix="/api", tags=["query"])
+
+FromQ = Annotated[
+    str | None,
+    Query(alias="from", description="RFC 3339 time or epoch seconds; default: `to` - 7 days"),
+]
+ToQ = Annotated[
+    str | None, Query(alias="to", description="RFC 3339 time or epoch seconds; default: now")
+]
+LimitQ = Annotated[int | None, Query(ge=1, le=1000, description="page size (default 50)")]
+CursorQ = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+OrderQ = Annotated[Literal["asc", "desc"] | None, Query(description="default desc")]
+TenantPath = Annotated[
+    str, Path(description="the tenant id as the app sends it (URL-encoded; may contain /)")
+]
+
+
+def get_scope(request: Request) -> Scope:
+    """The caller's scope. Until API keys exist every caller sees every tenant."""
+    scope: Scope = getattr(request.state, "scope", None) or Scope.all()
+    return scope
+
+
+def get_queries(request: Request) -> Queries:
+    q: Queries = request.app.state.services.queries
+    return q
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+QueriesDep = Annotated[Queries, Depends(get_queries)]
+
+
+@router.get("/tenants", summary="Tenants with totals for a time range")
+def list_tenants(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    start: FromQ = None,
+    end: ToQ = None,
+    q: Annotated[str | None, Query(description="search tenant id or display name")] = None,
+    sort: Annotated[
+        Literal[
+            "cost",
+            "traces",
+            "sessions",
+            "requests",
+            "tokens",
+            "errors",
+            "p95",
+            "last_seen",
+            "tenant",
+        ]
+        | None,
+        Query(description="default cost"),
+    ] = None,
+    order: OrderQ = None,
+    limit: LimitQ = None,
+    cursor: CursorQ = None,
+) -> Page[TenantRow]:
+    rng = TimeRange.parse(start, end)
+    return queries.tenants(scope, rng, q=q, sort=sort, order=order, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/tenants/{tenant_id:path}/usage",
+    summary="Token, request, session and cost totals of one tenant",
+    description="The shape of the seeds' `get_tenant_usage`. A tenant with no usage gets zeros.",
+)
+def get_tenant_usage(
+    tenant_id: TenantPath,
+    scope: ScopeDep,
+    queries: QueriesDep,
+    start: FromQ = None,
+    end: ToQ = None,
+) -> TenantUsage:
+    return queries.tenant_usage(scope, tenant_id, TimeRange.parse(start, end))
+
+
+@router.get("/tenants/{tenant_id:path}", summary="One tenant: totals and configuration")
+def get_tenant(
+    tenant_id: TenantPath,
+    scope: ScopeDep,
+    queries: QueriesDep,
+    start: FromQ = None,
+    end: ToQ = None,
+) -> TenantDetail:
+    return queries.tenant(scope, tenant_id, TimeRange.parse(start, end))
+
+
+@router.get("/traces", summary="Traces, newest first, with filters")
+def list_traces(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    start: FromQ = None,
+    end: ToQ = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    model: str | None = None,
+    feature: str | None = None,
+    status: Annotated[
+        Literal["ok", "error", "cancelled"] | None,
+        Query(description="error/cancelled: traces with such a span; ok: traces without"),
+    ] = None,
+    limit: LimitQ = None,
+    cursor: CursorQ = None,
+) -> Page[TraceRow]:
+    return queries.traces(
+        scope,
+        TimeRange.parse(start, end),
+        tenant_id=tenant_id,
+        user_id=user_id,
+        session_id=session_id,
+        model=model,
+        feature=feature,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/traces/{trace_id}", summary="One trace as a span tree")
+def get_trace(
+    trace_id: Annotated[str, Path(description="32 hex characters")],
+    scope: ScopeDep,
+    queries: QueriesDep,
+) -> TraceDetail:
+    return queries.trace(scope, trace_id)
+
+
+ActorSort = Annotated[
+    Literal["cost", "requests", "tokens", "traces", "last_seen", "first_seen", "errors"] | None,
+    Query(description="default last_seen"),
+]
+
+
+@router.get("/users", summary="Users (per tenant) with totals")
+def list_users(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    tenant_id: str | None = None,
+    start: FromQ = None,
+    end: ToQ = None,
+    sort: ActorSort = None,
+    order: OrderQ = None,
+    limit: LimitQ = None,
+    cursor: CursorQ = None,
+) -> Page[ActorRow]:
+    return queries.users(
+        scope,
+        TimeRange.parse(start, end),
+        tenant_id=tenant_id,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/sessions", summary="Sessions (per tenant) with totals")
+def list_sessions(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    start: FromQ = None,
+    end: ToQ = None,
+    sort: ActorSort = None,
+    order: OrderQ = None,
+    limit: LimitQ = None,
+    cursor: CursorQ = None,
+) -> Page[ActorRow]:
+    return queries.sessions(
+        scope,
+        TimeRange.parse(start, end),
+        tenant_id=tenant_id,
+        user_id=user_id,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@router.get("/breakdown", summary="Totals grouped by one dimension")
+def get_breakdown(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    by: Literal[
+        "model",
+        "provider",
+        "feature",
+        "user",
+        "workspace",
+        "billable_action",
+        "tenant",
+        "environment",
+        "service",
+        "status",
+    ],
+    tenant_id: str | None = None,
+    start: FromQ = None,
+    end: ToQ = None,
+    limit: LimitQ = None,
+) -> Breakdown:
+    return queries.breakdown(
+        scope, TimeRange.parse(start, end), by, tenant_id=tenant_id, limit=limit
+    )
+
+
+@router.get("/timeseries", summary="A metric in hour or day buckets")
+def get_timeseries(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    metric: Literal["cost", "tokens", "requests", "errors", "error_rate", "p95_latency"] = "cost",
+    interval: Literal["hour", "day"] = "hour",
+    group_by: Annotated[
+        Literal["tenant"] | None, Query(description="one series per top tenant")
+    ] = None,
+    tenant_id: str | None = None,
+    start: FromQ = None,
+    end: ToQ = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=100, description="with group_by: how many tenants (10)")
+    ] = None,
+) -> TimeSeries:
+    return queries.timeseries(
+        scope,
+        TimeRange.parse(start, end),
+        metric,
+        interval,
+        tenant_id=tenant_id,
+        group_by=group_by,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/sla",
+    summary="Per tenant latency percentiles against the configured p95 target",
+    description="Latency is that of counted LLM calls. Tenants without a target get null"
+    " `compliant` and `within_target`.",
+)
+def get_sla(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    start: FromQ = None,
+    end: ToQ = None,
+    tier: str | None = None,
+) -> dict[str, list[SlaRow]]:
+    return {"items": queries.sla(scope, TimeRange.parse(start, end), tier=tier)}

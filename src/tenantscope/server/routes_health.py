@@ -1,0 +1,55 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from tenantscope.server.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Both stores answer and the writer runs")
+def readyz(request: Request) -> JSONResponse:
+    svc: Services = request.app.state.services
+    problems = []
+    try:
+        svc.events.ping()
+    except Exception as exc:  # readiness reports, never raises
+        problems.append(f"event store: {exc}")
+    try:
+        svc.config.ping()
+    except Exception as exc:
+        problems.append(f"config store: {exc}")
+    if not svc.writer.running:
+        problems.append("ingest writer is not running")
+    if problems:
+        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
+def metrics(request: Request) -> str:
+    svc: Services = request.app.state.services
+    w = svc.writer
+    lines = [
+        "# HELP tenantscope_ingest_batches_total Write batches committed.",
+        "# TYPE tenantscope_ingest_batches_total counter",
+        f"tenantscope_ingest_batches_total {w.batches}",
+        "# HELP tenantscope_ingest_records_total Records stored.",
+        "# TYPE tenantscope_ingest_records_total counter",
+        f"tenantscope_ingest_records_total {w.records_written}",
+        "# HELP tenantscope_ingest_duplicates_total Records dropped as already stored.",
+        "# TYPE tenantscope_ingest_duplicates_total counter",
+        f"tenantscope_ingest_duplicates_total {w.duplicates}",
+        "# HELP tenantscope_ingest_failed_batches_total Batches that failed to store.",
+        "# TYPE tenantscope_ingest_failed_batches_total counter",
+        f"tenantscope_ingest_failed_batches_total {w.failures}",
+    ]
+    return "\n".join(lines) + "\n"

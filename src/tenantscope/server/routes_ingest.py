@@ -1,0 +1,147 @@
+"""POST /v1/traces (OTLP/HTTP) and POST /v1/events (native usage events)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceResponse,
+)
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from tenantscope.errors import TenantscopeError, ValidationFailed
+from tenantscope.ingest.events import parse_events
+from tenantscope.ingest.normalize import normalize_span
+from tenantscope.ingest.otlp import decode_traces
+from tenantscope.ingest.writer import synthetic_ids
+from tenantscope.pricing.catalog import infer_provider
+from tenantscope.records import UsageRecord
+from tenantscope.server.body import read_body
+from tenantscope.server.services import Services
+
+router = APIRouter(tags=["ingest"])
+
+MAX_REPORTED_ERRORS = 10
+
+
+def _services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def _decode_otlp(
+    body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
+) -> tuple[list[UsageRecord], int, list[str]]:
+    decoded = decode_traces(body, content_type, encoding, max_bytes=max_bytes)
+    received = datetime.now(timezone.utc)
+    records: list[UsageRecord] = []
+    rejected = decoded.rejected
+    errors = list(decoded.errors)
+    for span in decoded.spans:
+        try:
+            records.append(
+                normalize_span(span, received_at=received, infer_provider=infer_provider)
+            )
+        except TenantscopeError as exc:
+            rejected += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"span {span.span_id}: {exc.message}")
+    return records, rejected, errors
+
+
+@router.post(
+    "/v1/traces",
+    summary="OTLP/HTTP traces",
+    description=(
+        "OpenTelemetry traces as an ExportTraceServiceRequest, protobuf"
+        " (`application/x-protobuf`) or JSON (`application/json`, hex ids), optionally"
+        " gzip-encoded. Answered only when the spans are durable. Spans that cannot be"
+        " accepted are counted in `partialSuccess.rejectedSpans`."
+    ),
+    response_class=Response,
+    responses={
+        200: {"description": "stored; partial_success when some spans were rejected"},
+        400: {"description": "the body is not OTLP"},
+        413: {"description": "body over the size limit"},
+        415: {"description": "content type other than protobuf or JSON"},
+    },
+)
+async def post_traces(request: Request) -> Response:
+    svc = _services(request)
+    limit = svc.settings.max_body_bytes
+    body = await read_body(request, limit)
+    ctype = request.headers.get("content-type")
+    records, rejected, errors = await run_in_threadpool(
+        _decode_otlp, body, ctype, request.headers.get("content-encoding"), limit
+    )
+    await svc.writer.write(records)
+    message = "; ".join(errors)
+    if ctype and ctype.split(";")[0].strip().lower() == "application/x-protobuf":
+        resp = ExportTraceServiceResponse()
+        if rejected:
+            resp.partial_success.rejected_spans = rejected
+            resp.partial_success.error_message = message
+        return Response(resp.SerializeToString(), media_type="application/x-protobuf")
+    out: dict[str, Any] = {}
+    if rejected:
+        out["partialSuccess"] = {"rejectedSpans": rejected, "errorMessage": message}
+    return JSONResponse(out)
+
+
+class ItemErrorOut(BaseModel):
+    index: int
+    field: str
+    message: str
+
+
+class EventsResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    errors: list[ItemErrorOut]
+
+
+@router.post(
+    "/v1/events",
+    summary="Native usage events",
+    description=(
+        'A JSON list of usage events (or `{"events": [...]}`), at most 1,000. Idempotent by'
+        " `event_id`: an event sent again is counted once. Valid items are stored even when"
+        " others fail; each failure names the item index and the field. 400 when no item"
+        " is valid. See docs/events.md for the fields."
+    ),
+    response_model=EventsResult,
+    responses={400: {"description": "not JSON, too many items, or no valid item"}},
+)
+async def post_events(request: Request) -> EventsResult:
+    svc = _services(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    parsed = await run_in_threadpool(
+        lambda: parse_events(
+            body, received_at=datetime.now(timezone.utc), max_items=svc.settings.max_events
+        )
+    )
+    records = []
+    for r in parsed.records:
+        if not r.trace_id:
+            trace_id, span_id = synthetic_ids(r.event_id)
+            r = r.replace(trace_id=trace_id, span_id=r.span_id or span_id)
+        records.append(r)
+    errors = [ItemErrorOut(index=e.index, field=e.field, message=e.message) for e in parsed.errors]
+    if errors and not records:
+        raise ValidationFailed(
+            f"no valid event in the batch; first problem: item {errors[0].index}"
+            f" field {errors[0].field}: {errors[0].message}",
+            details=[e.model_dump() for e in errors[:100]],
+        )
+    result = await svc.writer.write(records)
+    return EventsResult(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=len(errors),
+        errors=errors[:100],
+    )

@@ -1,0 +1,101 @@
+"""Server configuration, declared in one table: argument > TENANTSCOPE_* variable > default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from tenantscope.errors import ConfigError
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("tenantscope", appauthor=False))
+
+
+def _bytes(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    if t and t[-1] in units:
+        return int(float(t[:-1]) * units[t[-1]])
+    return int(t)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    default: Callable[[], Any]
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        return "TENANTSCOPE_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("data_dir", _default_data_dir, Path, "directory holding events.duckdb and config.db"),
+    Option("host", lambda: "127.0.0.1", str, "address to listen on"),
+    Option("port", lambda: 4318, int, "port (4318 is the OTLP/HTTP default)"),
+    Option(
+        "max_body_bytes",
+        lambda: 16 * 1024 * 1024,
+        _bytes,
+        "largest accepted ingest body after decompression (e.g. 16MiB)",
+    ),
+    Option("max_events", lambda: 1000, int, "most native events in one POST /v1/events"),
+    Option("duckdb_memory_limit", lambda: "300MB", str, "DuckDB memory_limit for the event store"),
+    Option("duckdb_threads", lambda: 0, int, "DuckDB threads (0: one per core)"),
+    Option(
+        "trace_window_hours",
+        lambda: 6.0,
+        float,
+        "how far apart in time spans of one trace are still joined for attribution",
+    ),
+    Option("log_level", lambda: "info", str, "debug, info, warning or error"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    host: str
+    port: int
+    max_body_bytes: int
+    max_events: int
+    duckdb_memory_limit: str
+    duckdb_threads: int
+    trace_window_hours: float
+    log_level: str
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for opt in OPTIONS:
+            if given.get(opt.name) is not None:
+                values[opt.name] = given[opt.name]
+            elif opt.env in env and env[opt.env] != "":
+                try:
+                    values[opt.name] = opt.parse(env[opt.env])
+                except ValueError:
+                    raise ConfigError(f"{opt.env}={env[opt.env]!r} is not valid") from None
+            else:
+                values[opt.name] = opt.default()
+        unknown = set(given) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values["data_dir"] = Path(values["data_dir"]).expanduser()
+        return cls(**values)
+
+    @property
+    def events_path(self) -> Path:
+        return self.data_dir / "events.duckdb"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "config.db"

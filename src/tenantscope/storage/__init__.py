@@ -1,0 +1,1 @@
+"""Event and configuration stores: interfaces in ``base``, one module per backend."""

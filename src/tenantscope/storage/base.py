@@ -1,0 +1,182 @@
+"""The two store interfaces every backend implements, and the config value types.
+
+EventStore holds usage records (append-heavy, analytic). ConfigStore holds the small,
+transactional configuration (tenants, price overrides). Both have contract test suites
+(``tests/storage/contract_*.py``) that each backend must pass.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tenantscope.records import UsageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The SQL fragments that differ between analytic backends.
+
+    The query layer writes one SQL text per query and asks the dialect for these pieces.
+    Parameters are always named ``:name`` in the query layer's text; ``render`` turns them
+    into the backend's own syntax.
+    """
+
+    name: str
+
+    def quantile(self, expr: str, q: float) -> str:
+        if self.name == "clickhouse":
+            return f"quantile({q})({expr})"
+        return f"quantile_cont({expr}, {q})"
+
+    def bucket(self, interval: str, column: str = "start_time") -> str:
+        if self.name == "clickhouse":
+            fn = {"hour": "toStartOfHour", "day": "toStartOfDay"}[interval]
+            return f"{fn}({column})"
+        return f"date_trunc('{interval}', {column})"
+
+    def contains(self, list_param: str, expr: str) -> str:
+        """``expr`` is one of the values of the list parameter ``:list_param``."""
+        if self.name == "clickhouse":
+            return f"has(:{list_param}, {expr})"
+        return f"list_contains(:{list_param}, {expr})"
+
+    def distinct_concat(self, expr: str) -> str:
+        """Comma-joined distinct non-null values of ``expr``."""
+        if self.name == "clickhouse":
+            return f"arrayStringConcat(arraySort(groupUniqArray({expr})), ',')"
+        return f"string_agg(DISTINCT {expr}, ',' ORDER BY {expr})"
+
+
+class EventStore(abc.ABC):
+    """Usage records. Writes are whole batches: all of a call's rows or none."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def write(self, inserts: Sequence[UsageRecord], updates: Sequence[UsageRecord] = ()) -> None:
+        """Append ``inserts`` and replace ``updates`` (matched by event_id) in one
+        transaction. Durable when it returns."""
+
+    @abc.abstractmethod
+    def existing_event_ids(
+        self, event_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> set[str]:
+        """Which of ``event_ids`` are stored with a start_time inside the range.
+
+        A duplicate carries the start_time of its original, so bounding the look-up by the
+        batch's time range is exact and lets the store skip almost all data."""
+
+    @abc.abstractmethod
+    def trace_records(
+        self, trace_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> list[UsageRecord]:
+        """All stored records of these traces that started inside the range."""
+
+    @abc.abstractmethod
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read-only query written by the query layer (named ``:params``)."""
+
+    @abc.abstractmethod
+    def iter_records(
+        self, start: datetime, end: datetime, batch_size: int = 10_000
+    ) -> Iterator[list[UsageRecord]]:
+        """Records with ``start <= start_time < end`` in batches, oldest first."""
+
+    @abc.abstractmethod
+    def count(self, start: datetime | None = None, end: datetime | None = None) -> int:
+        """How many records are stored (optionally in a time range)."""
+
+    @abc.abstractmethod
+    def export(self, path: str, fmt: str, start: datetime, end: datetime) -> int:
+        """Write records in the range to ``path`` as csv or parquet; return the row count."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise if the store cannot answer (readiness)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class TenantConfig:
+    tenant_id: str
+    display_name: str = ""
+    tier: str = ""
+    sla_p95_ms: int | None = None
+    rate_limit_rpm: int | None = None
+    monthly_budget_usd: Decimal | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+# Fields of TenantConfig an operator may set (``tenants set``, later the admin API).
+TENANT_SETTABLE: tuple[str, ...] = (
+    "display_name",
+    "tier",
+    "sla_p95_ms",
+    "rate_limit_rpm",
+    "monthly_budget_usd",
+)
+
+
+@dataclass(slots=True)
+class PriceOverride:
+    """An operator's negotiated price for a model, in USD per million tokens.
+
+    ``provider`` empty matches any provider. Fields left None fall back to the catalog
+    price of that token kind (or the input price for cache tokens when the catalog has
+    none)."""
+
+    model: str
+    effective_from: datetime
+    provider: str = ""
+    input_mtok: Decimal | None = None
+    output_mtok: Decimal | None = None
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+    note: str = ""
+    id: int | None = None
+    created_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ConfigStore(abc.ABC):
+    """Tenant configuration and price overrides. Every method is its own transaction."""
+
+    @abc.abstractmethod
+    def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...
+
+    @abc.abstractmethod
+    def list_tenants(self) -> list[TenantConfig]: ...
+
+    @abc.abstractmethod
+    def get_tenants(self, tenant_ids: Sequence[str]) -> dict[str, TenantConfig]: ...
+
+    @abc.abstractmethod
+    def set_tenant(self, tenant_id: str, **fields: Any) -> TenantConfig:
+        """Create or update; only the given fields change. ``None`` clears a field."""
+
+    @abc.abstractmethod
+    def delete_tenant(self, tenant_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list_price_overrides(self, model: str | None = None) -> list[PriceOverride]:
+        """Overrides ordered by model, then effective_from ascending."""
+
+    @abc.abstractmethod
+    def add_price_override(self, override: PriceOverride) -> PriceOverride: ...
+
+    @abc.abstractmethod
+    def delete_price_override(self, override_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...

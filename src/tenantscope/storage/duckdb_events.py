@@ -1,0 +1,407 @@
+"""The embedded EventStore: one DuckDB file owned by the server process.
+
+Layout: a single ``records`` table whose columns are exactly ``records.RECORD_FIELDS``
+(the query layer writes SQL against it). There is no primary key or unique index: DuckDB's
+ART index makes appends collapse at millions of rows (DESIGN.md "Stores"). Exact
+idempotency instead relies on a duplicate carrying its original's ``start_time``, so id
+look-ups are bounded by a time range and zone maps skip almost all row groups.
+
+Types: ids and other strings VARCHAR; token counts BIGINT; ``cost_usd`` DECIMAL(38,12),
+NULL when unknown; times TIMESTAMP holding naive UTC (aware UTC on the Python side);
+``inherited`` VARCHAR[]; ``attributes``/``events`` JSON text in VARCHAR.
+
+Threads: one DuckDB connection, one cursor per thread. Writes are serialised by a lock and
+run in one transaction each, so a reader never sees half a batch.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tenantscope import errors
+from tenantscope.records import RECORD_FIELDS, UsageRecord
+from tenantscope.storage.base import Dialect, EventStore
+from tenantscope.storage.serialize import (
+    BOOL_FIELDS,
+    DECIMAL_FIELDS,
+    FLOAT_FIELDS,
+    INT_FIELDS,
+    LIST_FIELDS,
+    TIME_FIELDS,
+    arrow_to_records,
+    records_to_arrow,
+    to_utc_naive,
+)
+
+SCHEMA_VERSION = "1"
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
+
+
+def _column_type(name: str) -> str:
+    if name in INT_FIELDS:
+        return "BIGINT"
+    if name in FLOAT_FIELDS:
+        return "DOUBLE"
+    if name in TIME_FIELDS:
+        return "TIMESTAMP"
+    if name in DECIMAL_FIELDS:
+        return "DECIMAL(38,12)"
+    if name in BOOL_FIELDS:
+        return "BOOLEAN"
+    if name in LIST_FIELDS:
+        return "VARCHAR[]"
+    return "VARCHAR"
+
+
+_COLUMNS = ", ".join(RECORD_FIELDS)
+_CREATE_RECORDS = (
+    "CREATE TABLE IF NOT EXISTS records (\n"
+    + ",\n".join(f"    {name} {_column_type(name)}" for name in RECORD_FIELDS)
+    + "\n)"
+)
+_CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
+
+# Exports flatten what a spreadsheet cannot show and label times as UTC explicitly.
+_EXPORT_SELECT = {
+    fmt: ", ".join(
+        f"timezone('UTC', {n}) AS {n}"
+        if n in TIME_FIELDS
+        else (f"array_to_string({n}, ',') AS {n}" if n in LIST_FIELDS and fmt == "csv" else n)
+        for n in RECORD_FIELDS
+    )
+    for fmt in EXPORT_FORMATS
+}
+_EXPORT_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def render_params(
+    sql: str, params: Mapping[str, Any] | None, placeholder: str = "${name}"
+) -> tuple[str, dict[str, Any]]:
+    """Rewrite ``:name`` parameters into a backend's syntax; return the SQL and used values.
+
+    Only names present in ``params`` are rewritten, and nothing inside string literals,
+    quoted identifiers or comments, nor ``::`` casts, is touched. Values are returned for
+    the names actually used (DuckDB rejects unused named parameters).
+    """
+    params = params or {}
+    out: list[str] = []
+    used: dict[str, Any] = {}
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in ("'", '"'):
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:  # doubled quote escapes itself
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i : j + 1])
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j])
+            i = j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(sql[i:j])
+            i = j
+        elif sql.startswith("::", i):
+            out.append("::")
+            i += 2
+        elif c == ":" and (m := _IDENT.match(sql, i + 1)) and m.group() in params:
+            name = m.group()
+            used[name] = _bind_value(params[name])
+            out.append(placeholder.format(name=name))
+            i = m.end()
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), used
+
+
+def _bind_value(value: Any) -> Any:
+    # Aware datetimes would bind as TIMESTAMPTZ and compare through the session time zone.
+    if isinstance(value, datetime):
+        return to_utc_naive(value)
+    if isinstance(value, (tuple, set, frozenset)):
+        return [_bind_value(v) for v in value]
+    if isinstance(value, list):
+        return [_bind_value(v) for v in value]
+    return value
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class DuckDBEventStore(EventStore):
+    dialect = Dialect("duckdb")
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        memory_limit: str = "400MB",
+        threads: int | None = None,
+    ) -> None:
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {
+            "memory_limit": memory_limit,
+            # Appends and scans need not keep insertion order; every read that cares sorts.
+            "preserve_insertion_order": False,
+        }
+        if threads is not None:
+            config["threads"] = threads
+        self.path = target
+        self._conn = duckdb.connect(target, config=config)
+        try:
+            # Only affects how exports print zoned times; ICU may be absent (then it is UTC).
+            self._conn.execute("SET GLOBAL TimeZone = 'UTC'")
+        except duckdb.Error:
+            pass
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._init_schema()
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        conn = self._conn
+        conn.execute(_CREATE_RECORDS)
+        conn.execute(_CREATE_META)
+        found = [
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'records' AND table_schema = current_schema() "
+                "ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        if tuple(found) != RECORD_FIELDS:
+            raise errors.ConfigError(
+                f"event store {self.path} has a records table with columns {found}; "
+                f"this version expects {list(RECORD_FIELDS)}"
+            )
+        if not conn.execute(
+            "SELECT 1 FROM tenantscope_meta WHERE key = 'schema_version'"
+        ).fetchall():
+            conn.execute(
+                "INSERT INTO tenantscope_meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION}
+            )
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._closed:
+            raise errors.Unavailable("the event store is closed")
+        cur: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._new_cursor()
+            self._local.cursor = cur
+        return cur
+
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._cursors_lock:
+            if self._closed:
+                raise errors.Unavailable("the event store is closed")
+            cur = self._conn.cursor()
+            self._cursors.append(cur)
+            return cur
+
+    def _drop_cursor(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._cursors_lock:
+            if cur in self._cursors:
+                self._cursors.remove(cur)
+        cur.close()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def write(self, inserts: Sequence[UsageRecord], updates: Sequence[UsageRecord] = ()) -> None:
+        if not inserts and not updates:
+            return
+        batch = records_to_arrow([*updates, *inserts])
+        keys: pa.Table | None = None
+        if updates:
+            keys = pa.table(
+                {
+                    "event_id": pa.array([u.event_id for u in updates], pa.string()),
+                    "start_time": pa.array(
+                        [to_utc_naive(u.start_time) for u in updates], pa.timestamp("us")
+                    ),
+                }
+            )
+        cur = self._cursor()
+        with self._write_lock:
+            cur.register("_ts_batch", batch)
+            if keys is not None:
+                cur.register("_ts_keys", keys)
+            try:
+                cur.begin()
+                try:
+                    if keys is not None:
+                        lo, hi = _bounds(keys.column("start_time"))
+                        # start_time first: the range lets zone maps skip other row groups.
+                        cur.execute(
+                            "DELETE FROM records USING _ts_keys k "
+                            "WHERE records.start_time BETWEEN $lo AND $hi "
+                            "AND records.start_time = k.start_time "
+                            "AND records.event_id = k.event_id",
+                            {"lo": lo, "hi": hi},
+                        )
+                    cur.execute(
+                        f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
+                    )
+                    cur.commit()
+                except BaseException:
+                    cur.rollback()
+                    raise
+            finally:
+                cur.unregister("_ts_batch")
+                if keys is not None:
+                    cur.unregister("_ts_keys")
+
+    # -- look-ups ----------------------------------------------------------------------
+
+    def existing_event_ids(
+        self, event_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> set[str]:
+        if not event_ids:
+            return set()
+        rows = self._cursor().execute(
+            "SELECT DISTINCT event_id FROM records "
+            "WHERE start_time BETWEEN $lo AND $hi "
+            "AND event_id IN (SELECT unnest($ids))",
+            {"lo": to_utc_naive(start_min), "hi": to_utc_naive(start_max), "ids": list(event_ids)},
+        )
+        return {row[0] for row in rows.fetchall()}
+
+    def trace_records(
+        self, trace_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> list[UsageRecord]:
+        if not trace_ids:
+            return []
+        table = self.fetch_arrow(
+            f"SELECT {_COLUMNS} FROM records "
+            "WHERE start_time BETWEEN :lo AND :hi "
+            "AND trace_id IN (SELECT unnest(:ids)) "
+            "ORDER BY start_time, event_id",
+            {"lo": start_min, "hi": start_max, "ids": list(trace_ids)},
+        )
+        return arrow_to_records(table)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        text, values = render_params(sql, params)
+        cur = self._cursor().execute(text, values)
+        names = [d[0] for d in cur.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def fetch_arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        text, values = render_params(sql, params)
+        table = self._cursor().sql(text, params=values).to_arrow_table()
+        assert isinstance(table, pa.Table)
+        return table
+
+    def iter_records(
+        self, start: datetime, end: datetime, batch_size: int = 10_000
+    ) -> Iterator[list[UsageRecord]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        # A cursor of its own: the caller may write (e.g. reprice) between batches, which
+        # would otherwise reset this thread's cursor mid-stream.
+        cur = self._new_cursor()
+        try:
+            reader = cur.sql(
+                f"SELECT {_COLUMNS} FROM records "
+                "WHERE start_time >= $start AND start_time < $end "
+                "ORDER BY start_time, event_id",
+                params={"start": to_utc_naive(start), "end": to_utc_naive(end)},
+            ).to_arrow_reader(batch_size)
+            pending: list[UsageRecord] = []
+            for chunk in reader:
+                pending.extend(arrow_to_records(chunk))
+                while len(pending) >= batch_size:
+                    yield pending[:batch_size]
+                    pending = pending[batch_size:]
+            if pending:
+                yield pending
+        finally:
+            self._drop_cursor(cur)
+
+    def count(self, start: datetime | None = None, end: datetime | None = None) -> int:
+        where, values = _range_clause(start, end)
+        rows = self._cursor().execute(f"SELECT count(*) FROM records{where}", values).fetchall()
+        return int(rows[0][0])
+
+    def export(self, path: str, fmt: str, start: datetime, end: datetime) -> int:
+        if fmt not in EXPORT_FORMATS:
+            raise errors.BadRequest(f"export format must be one of {', '.join(EXPORT_FORMATS)}")
+        cur = self._cursor()
+        row = cur.execute(
+            f"COPY (SELECT {_EXPORT_SELECT[fmt]} FROM records "
+            "WHERE start_time >= $start AND start_time < $end "
+            f"ORDER BY start_time, event_id) TO {_quote_literal(str(path))} "
+            f"({_EXPORT_OPTIONS[fmt]})",
+            {"start": to_utc_naive(start), "end": to_utc_naive(end)},
+        ).fetchall()
+        return int(row[0][0]) if row else 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def ping(self) -> None:
+        try:
+            self._cursor().execute("SELECT 1").fetchall()
+        except errors.Unavailable:
+            raise
+        except duckdb.Error as exc:
+            raise errors.Unavailable(f"event store unavailable: {exc}") from exc
+
+    def close(self) -> None:
+        with self._cursors_lock:
+            if self._closed:
+                return
+            self._closed = True
+            cursors, self._cursors = self._cursors, []
+        with self._write_lock:
+            for cur in cursors:
+                cur.close()
+            if self.path != ":memory:":
+                # Fold the WAL into the file so the next open need not replay it.
+                self._conn.execute("CHECKPOINT")
+            self._conn.close()
+
+
+def _bounds(column: pa.ChunkedArray) -> tuple[datetime, datetime]:
+    values = column.to_pylist()
+    return min(values), max(values)
+
+
+def _range_clause(start: datetime | None, end: datetime | None) -> tuple[str, dict[str, Any]]:
+    parts: list[str] = []
+    values: dict[str, Any] = {}
+    if start is not None:
+        parts.append("start_time >= $start")
+        values["start"] = to_utc_naive(start)
+    if end is not None:
+        parts.append("start_time < $end")
+        values["end"] = to_utc_naive(end)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), values

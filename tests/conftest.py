@@ -1,0 +1,78 @@
+"""Shared fixtures: real stores in tmp dirs, a real server on a free port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tenantscope.server.services import Services
+from tenantscope.server.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def make_settings(data_dir: Path, **given: object) -> Settings:
+    return Settings.load(env={}, data_dir=data_dir, **given)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data", port=free_port(), duckdb_threads=2)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services.open(settings)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@dataclass
+class RunningServer:
+    url: str
+    services: Services
+    client: httpx.Client
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[RunningServer]:
+    """The real app served by uvicorn on a free port, over the ``services`` fixture."""
+    import uvicorn
+
+    from tenantscope.server.app import create_app
+
+    app = create_app(services=services)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=services.settings.port,
+        log_level="warning",
+        lifespan="on",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{services.settings.port}"
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield RunningServer(url, services, client)
+    srv.should_exit = True
+    thread.join(10)

@@ -1,0 +1,165 @@
+"""The counting rule and inheritance hold whatever order and batches spans arrive in."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tenantscope.ingest.attribution import resolve_trace
+from tenantscope.records import UsageRecord
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+TRACE = "a" * 32
+
+
+def span(
+    sid: str,
+    parent: str = "",
+    *,
+    kind: str = "span",
+    tenant: str = "",
+    user: str = "",
+    tokens: int = 0,
+    response_id: str = "",
+    cost_source: str = "unknown",
+    offset_ms: int = 0,
+) -> UsageRecord:
+    return UsageRecord(
+        event_id=f"{TRACE}:{sid}",
+        trace_id=TRACE,
+        span_id=sid,
+        parent_span_id=parent,
+        name=f"span-{sid}",
+        kind=kind,  # type: ignore[arg-type]
+        tenant_id=tenant,
+        user_id=user,
+        input_tokens=tokens,
+        response_id=response_id,
+        cost_source=cost_source,  # type: ignore[arg-type]
+        start_time=T0 + timedelta(milliseconds=offset_ms),
+    )
+
+
+def by_span(records: list[UsageRecord]) -> dict[str, UsageRecord]:
+    return {r.span_id: r for r in records}
+
+
+def test_descendants_inherit_tenant_user_session_from_ancestors() -> None:
+    out = by_span(
+        resolve_trace(
+            [
+                span("0000000000000001", tenant="apex-legal", user="u1"),
+                span("0000000000000002", "0000000000000001"),
+                span("0000000000000003", "0000000000000002", kind="llm", tokens=10, user="u9"),
+            ]
+        )
+    )
+    leaf = out["0000000000000003"]
+    assert leaf.tenant_id == "apex-legal"
+    assert leaf.user_id == "u9"  # its own value wins over the ancestor's
+    assert leaf.inherited == ("tenant_id",)
+    assert out["0000000000000002"].tenant_id == "apex-legal"
+    assert out["0000000000000001"].inherited == ()
+
+
+def test_wrapper_with_manual_usage_is_shadowed_by_the_auto_traced_call() -> None:
+    out = by_span(
+        resolve_trace(
+            [
+                span("0000000000000001", tenant="t"),
+                span(
+                    "0000000000000002",
+                    "0000000000000001",
+                    kind="llm",
+                    tokens=100,
+                    cost_source="reported",
+                ),
+                span("0000000000000003", "0000000000000002", kind="llm", tokens=100),
+            ]
+        )
+    )
+    assert out["0000000000000002"].shadowed
+    assert not out["0000000000000003"].shadowed
+    assert sum(r.input_tokens for r in out.values() if r.counted) == 100
+
+
+def test_same_response_reported_by_two_sibling_instrumentations_counts_once() -> None:
+    out = resolve_trace(
+        [
+            span("0000000000000001"),
+            span("0000000000000002", "0000000000000001", kind="llm", tokens=5, response_id="r1"),
+            span("0000000000000003", "0000000000000001", kind="llm", tokens=5, response_id="r1"),
+            span("0000000000000004", "0000000000000001", kind="llm", tokens=7, response_id="r2"),
+        ]
+    )
+    assert sum(r.input_tokens for r in out if r.counted) == 12
+
+
+def test_reresolution_restores_own_values_when_an_ancestor_changes() -> None:
+    first = resolve_trace(
+        [span("0000000000000001", tenant="a"), span("0000000000000002", "0000000000000001")]
+    )
+    assert by_span(first)["0000000000000002"].tenant_id == "a"
+    # a middle span with its own tenant arrives later and sits between them
+    child = by_span(first)["0000000000000002"].replace(parent_span_id="0000000000000003")
+    again = by_span(
+        resolve_trace(
+            [
+                by_span(first)["0000000000000001"],
+                child,
+                span("0000000000000003", "0000000000000001", tenant="b"),
+            ]
+        )
+    )
+    assert again["0000000000000002"].tenant_id == "b"
+    assert again["0000000000000002"].inherited == ("tenant_id",)
+
+
+def _tree(rng: random.Random, n: int) -> list[UsageRecord]:
+    """A random trace: a root with the tenant, nested wrappers, LLM leaves, some wrappers
+    with manual usage, a duplicated response."""
+    spans = [span(f"{1:016x}", tenant="tenant-x", user="user-y")]
+    for i in range(2, n + 1):
+        parent = rng.choice(spans)
+        kind = "llm" if rng.random() < 0.5 else "span"
+        spans.append(
+            span(
+                f"{i:016x}",
+                parent.span_id,
+                kind=kind,
+                tokens=rng.randint(1, 1000) if kind == "llm" else 0,
+                response_id=f"resp-{i % 7}" if rng.random() < 0.2 else "",
+            )
+        )
+    return spans
+
+
+def _summary(records: list[UsageRecord]) -> tuple[object, ...]:
+    return tuple(
+        sorted(
+            (r.event_id, r.tenant_id, r.user_id, r.inherited, r.shadowed, r.counted)
+            for r in records
+        )
+    )
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_shuffled_split_batches_resolve_like_one_batch(seed: int) -> None:
+    rng = random.Random(seed)
+    spans = _tree(rng, rng.randint(2, 40))
+    expected = _summary(resolve_trace(spans))
+    shuffled = spans[:]
+    rng.shuffle(shuffled)
+    # arrive in several batches; each batch is resolved together with what is stored
+    stored: dict[str, UsageRecord] = {}
+    while shuffled:
+        k = rng.randint(1, len(shuffled))
+        batch, shuffled = shuffled[:k], shuffled[k:]
+        for r in resolve_trace([*stored.values(), *batch]):
+            stored[r.event_id] = r
+    assert _summary(list(stored.values())) == expected
+    counted_tokens = sum(r.input_tokens for r in stored.values() if r.counted)
+    assert counted_tokens == sum(r.input_tokens for r in resolve_trace(spans) if r.counted)
+    assert all(r.tenant_id == "tenant-x" for r in stored.values())

@@ -1,0 +1,120 @@
+"""The group-commit writer against a real DuckDB file: idempotency, order independence,
+pricing of new records."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import datetime, timedelta, timezone
+
+from tenantscope.ingest.writer import BatchWriter
+from tenantscope.records import UsageRecord
+from tenantscope.server.services import Services
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+
+
+def llm(event: str, trace: str, sid: str, parent: str, **kw: object) -> UsageRecord:
+    base: dict[str, object] = dict(
+        event_id=event,
+        trace_id=trace,
+        span_id=sid,
+        parent_span_id=parent,
+        kind="llm",
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=1000,
+        output_tokens=100,
+        start_time=T0,
+        end_time=T0 + timedelta(seconds=1),
+        duration_ms=1000.0,
+    )
+    base.update(kw)
+    return UsageRecord(**base)  # type: ignore[arg-type]
+
+
+def counted_totals(svc: Services) -> tuple[int, int]:
+    row = svc.events.fetch(
+        "SELECT count(*) AS n, coalesce(sum(input_tokens), 0) AS tokens FROM records"
+        " WHERE kind = 'llm' AND NOT shadowed"
+    )[0]
+    return int(row["n"]), int(row["tokens"])
+
+
+def test_same_records_sent_twice_and_concurrently_are_stored_once(services: Services) -> None:
+    recs = [llm(f"e{i}", "", "", "", tenant_id="t1") for i in range(50)]
+    first = services.writer.write_sync(recs)
+    assert (first.accepted, first.duplicates) == (50, 0)
+    again = services.writer.write_sync(recs[:10])
+    assert (again.accepted, again.duplicates) == (0, 10)
+    # many concurrent senders of the same new ids
+    new = [llm(f"n{i}", "", "", "", tenant_id="t1") for i in range(30)]
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(services.writer.write_sync(new)))
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.accepted for r in results) == 30
+    assert services.events.count() == 80
+    assert counted_totals(services) == (80, 80_000)
+
+
+def test_new_records_are_priced_from_the_catalog(services: Services) -> None:
+    services.writer.write_sync([llm("p1", "", "", "", tenant_id="t")])
+    row = services.events.fetch("SELECT cost_usd, cost_source FROM records")[0]
+    assert row["cost_source"] == "catalog"
+    # gpt-4o: $2.50 / 1M input, $10 / 1M output
+    assert row["cost_usd"] * 10**6 == 1000 * 2.5 + 100 * 10
+
+
+def test_trace_in_shuffled_batches_counts_each_call_once(services: Services) -> None:
+    trace = "b" * 32
+    root = UsageRecord(
+        event_id=f"{trace}:r",
+        trace_id=trace,
+        span_id="1" * 16,
+        name="POST /summarize",
+        tenant_id="apex-legal",
+        user_id="u1",
+        session_id="s1",
+        start_time=T0,
+        end_time=T0 + timedelta(seconds=2),
+    )
+    wrapper = llm(
+        f"{trace}:w",
+        trace,
+        "2" * 16,
+        "1" * 16,
+        cost_usd=None,
+        input_tokens=1000,
+        cost_source="reported",
+    ).replace(cost_usd=__import__("decimal").Decimal("0.5"))
+    call = llm(f"{trace}:c", trace, "3" * 16, "2" * 16)
+    other = llm(f"{trace}:o", trace, "4" * 16, "1" * 16, model="gpt-4o-mini")
+    spans = [root, wrapper, call, other]
+    rng = random.Random(3)
+    for _ in range(3):
+        rng.shuffle(spans)
+    services.writer.write_sync(spans[:1])
+    services.writer.write_sync(spans[1:3])
+    services.writer.write_sync(spans[3:])
+    rows = {
+        r["span_id"]: r
+        for r in services.events.fetch(
+            "SELECT span_id, tenant_id, user_id, shadowed, kind FROM records WHERE trace_id = :t",
+            {"t": trace},
+        )
+    }
+    assert {r["tenant_id"] for r in rows.values()} == {"apex-legal"}
+    assert rows["2" * 16]["shadowed"] is True
+    assert counted_totals(services) == (2, 2000)
+
+
+def test_writer_not_running_refuses(services: Services) -> None:
+    w = BatchWriter(services.events, services.price)
+    fut = w.submit([llm("x", "", "", "")])
+    assert fut.exception() is not None

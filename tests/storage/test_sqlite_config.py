@@ -1,0 +1,128 @@
+"""SQLiteConfigStore: the ConfigStore contract plus SQLite and migration specifics."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from tenantscope.storage.sqlite_config import MIGRATIONS_DIR, SQLiteConfigStore, metadata
+from tests.storage.contract_config import ConfigStoreContract
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "config.sqlite"
+
+
+@pytest.fixture
+def make_config_store(config_path: Path) -> Callable[[], SQLiteConfigStore]:
+    return lambda: SQLiteConfigStore(config_path)
+
+
+class TestSQLiteConfigStoreContract(ConfigStoreContract):
+    pass
+
+
+class TestSQLiteConfigStoreByURL(ConfigStoreContract):
+    """The same contract through a SQLAlchemy URL instead of a path."""
+
+    @pytest.fixture
+    def make_config_store(self, config_path: Path) -> Callable[[], SQLiteConfigStore]:
+        return lambda: SQLiteConfigStore(f"sqlite:///{config_path}")
+
+
+@pytest.fixture
+def store(make_config_store: Callable[[], SQLiteConfigStore]) -> Iterator[SQLiteConfigStore]:
+    s = make_config_store()
+    yield s
+    s.close()
+
+
+def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: Path) -> None:
+    con = sqlite3.connect(config_path)
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
+            ("0001",)
+        ]
+    finally:
+        con.close()
+
+
+def test_migration_matches_the_table_definitions(config_path: Path) -> None:
+    SQLiteConfigStore(config_path).close()
+    engine = sa.create_engine(f"sqlite:///{config_path}")
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"version_table": "tenantscope_alembic_version"}
+            )
+            diff = compare_metadata(ctx, metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_reopening_does_not_migrate_twice(config_path: Path) -> None:
+    SQLiteConfigStore(config_path).set_tenant("t")
+    again = SQLiteConfigStore(config_path)
+    try:
+        assert [t.tenant_id for t in again.list_tenants()] == ["t"]
+    finally:
+        again.close()
+
+
+def test_migration_files_are_inside_the_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_initial.py").is_file()
+    assert "src/tenantscope" in MIGRATIONS_DIR.as_posix() or "site-packages" in str(MIGRATIONS_DIR)
+
+
+def test_in_memory_store() -> None:
+    store = SQLiteConfigStore(":memory:")
+    try:
+        store.set_tenant("t", tier="gold")
+        got = store.get_tenant("t")
+        assert got is not None and got.tier == "gold"
+    finally:
+        store.close()
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+    store = SQLiteConfigStore(sys.argv[1])
+    store.set_tenant("from-cli", tier="enterprise", monthly_budget_usd="99.99")
+    store.close()
+    """
+)
+
+
+def test_another_process_can_change_config_while_open(
+    store: SQLiteConfigStore, config_path: Path
+) -> None:
+    store.set_tenant("from-server")
+    # the server's store stays open (and has just read) while a CLI process writes
+    assert store.get_tenant("from-cli") is None
+    subprocess.run(
+        [sys.executable, "-c", _OTHER_PROCESS, str(config_path)],
+        check=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    seen = store.get_tenant("from-cli")
+    assert seen is not None and seen.tier == "enterprise"
+    assert str(seen.monthly_budget_usd) == "99.99"
+    assert [t.tenant_id for t in store.list_tenants()] == ["from-cli", "from-server"]

@@ -1,0 +1,207 @@
+"""The CLI through Typer's runner, against real data directories; `serve` as a real
+subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tenantscope.cli import app
+from tenantscope.server.services import Services
+from tests.conftest import free_port, make_settings
+from tests.query.seed import seed
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "data"
+    monkeypatch.setenv("TENANTSCOPE_DATA_DIR", str(d))
+    # nothing listens here, so commands that ask a server fall back to the data dir
+    monkeypatch.setenv("TENANTSCOPE_PORT", str(free_port()))
+    return d
+
+
+@pytest.fixture
+def seeded(data_dir: Path) -> Path:
+    svc = Services.open(make_settings(data_dir))
+    try:
+        seed(svc)
+    finally:
+        svc.close()
+    return data_dir
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> str:
+    res = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_tenants_set_list_show(data_dir: Path) -> None:
+    invoke(
+        "tenants",
+        "set",
+        "apex-legal",
+        "--name",
+        "Apex Legal",
+        "--tier",
+        "enterprise",
+        "--sla-p95-ms",
+        "2000",
+        "--budget",
+        "1500.50",
+    )
+    out = invoke("tenants", "list")
+    assert "apex-legal" in out and "Apex Legal" in out and "2000" in out
+    assert '"monthly_budget_usd": "1500.50"' in invoke("tenants", "show", "apex-legal")
+    invoke("tenants", "set", "apex-legal", "--sla-p95-ms", "none")
+    assert '"sla_p95_ms": null' in invoke("tenants", "show", "apex-legal")
+    bad = runner.invoke(app, ["tenants", "set", "apex-legal", "--sla-p95-ms", "fast"])
+    assert bad.exit_code == 1 and "not a number" in bad.output
+    assert runner.invoke(app, ["tenants", "show", "nobody"]).exit_code == 1
+    assert runner.invoke(app, ["tenants", "set", "x"]).exit_code == 1
+
+
+def test_usage_from_the_data_dir(seeded: Path) -> None:
+    out = invoke("usage", "apex-legal", "--json")
+    assert '"request_count": 4' in out and '"total_cost": "0.100000000"' in out
+    table = invoke("usage", "apex-legal")
+    assert "4,400" in table
+
+
+def test_prices_show_and_override_then_reprice(data_dir: Path) -> None:
+    out = invoke("prices", "show", "gpt-4o")
+    assert "2.5" in out and "10" in out
+    # a call priced from the catalog
+    from datetime import datetime, timedelta, timezone
+
+    from tenantscope.records import UsageRecord
+
+    svc = Services.open(make_settings(data_dir))
+    t = datetime.now(timezone.utc) - timedelta(hours=1)
+    svc.writer.write_sync(
+        [
+            UsageRecord(
+                event_id="r1",
+                kind="llm",
+                provider="openai",
+                model="gpt-4o",
+                tenant_id="t",
+                input_tokens=1_000_000,
+                output_tokens=0,
+                start_time=t,
+                end_time=t,
+            )
+        ]
+    )
+    svc.close()
+    invoke(
+        "prices",
+        "override",
+        "gpt-4o",
+        "--input",
+        "2.00",
+        "--output",
+        "8",
+        "--effective-from",
+        (t - timedelta(days=1)).isoformat(),
+        "--note",
+        "contract",
+    )
+    assert "contract" in invoke("prices", "show", "gpt-4o")
+    bad = runner.invoke(app, ["prices", "override", "gpt-4o", "--input", "cheap"])
+    assert bad.exit_code == 1 and "decimal" in bad.output
+    out = invoke("reprice", "--from", (t - timedelta(days=2)).isoformat())
+    assert "changed the cost of 1" in out
+    svc = Services.open(make_settings(data_dir))
+    row = svc.events.fetch("SELECT cost_usd, cost_source FROM records")[0]
+    svc.close()
+    assert row["cost_source"] == "override" and row["cost_usd"] == Decimal("2")
+
+
+def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
+    csv_path = tmp_path / "out.csv"
+    out = invoke(
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        str(csv_path),
+        "--from",
+        str(int(time.time()) - 7 * 86400),
+    )
+    assert "wrote 16 records" in out
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("event_id") and len(lines) == 17
+    pq_path = tmp_path / "out.parquet"
+    invoke(
+        "export",
+        "--format",
+        "parquet",
+        "-o",
+        str(pq_path),
+        "--from",
+        str(int(time.time()) - 7 * 86400),
+    )
+    table = pq.read_table(pq_path)
+    assert table.num_rows == 16 and "cost_usd" in table.column_names
+    assert runner.invoke(app, ["export", "--format", "xml"]).exit_code == 1
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "srv")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_serve_runs_the_real_server(served: str) -> None:
+    resp = httpx.post(
+        f"{served}/v1/events",
+        json=[
+            {
+                "event_id": "e1",
+                "tenant_id": "cli-co",
+                "model": "gpt-4o-mini",
+                "input_tokens": 10,
+                "output_tokens": 5,
+            }
+        ],
+    )
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1
+    out = invoke("usage", "cli-co", "--url", served, "--json")
+    assert '"request_count": 1' in out
