@@ -147,10 +147,13 @@ def _summary(records: list[UsageRecord]) -> tuple[object, ...]:
 
 @pytest.mark.parametrize("seed", range(25))
 def test_shuffled_split_batches_resolve_like_one_batch(seed: int) -> None:
-    rng = random.Random(seed)
-    spans = _tree(rng, rng.randint(2, 40))
-    expected = _summary(resolve_trace(spans))
-    shuffled = spans[:]
+    size = random.Random(seed).randint(2, 40)
+    # resolve_trace works in place, so the reference run gets its own copies
+    expected_records = resolve_trace(_tree(random.Random(seed), size))
+    expected = _summary(expected_records)
+    rng = random.Random(seed + 1000)
+    shuffled = _tree(random.Random(seed), size)
+    assert all(r.tenant_id == "" for r in shuffled[1:])  # nothing resolved yet
     rng.shuffle(shuffled)
     # arrive in several batches; each batch is resolved together with what is stored
     stored: dict[str, UsageRecord] = {}
@@ -161,5 +164,5 @@ def test_shuffled_split_batches_resolve_like_one_batch(seed: int) -> None:
             stored[r.event_id] = r
     assert _summary(list(stored.values())) == expected
     counted_tokens = sum(r.input_tokens for r in stored.values() if r.counted)
-    assert counted_tokens == sum(r.input_tokens for r in resolve_trace(spans) if r.counted)
+    assert counted_tokens == sum(r.input_tokens for r in expected_records if r.counted)
     assert all(r.tenant_id == "tenant-x" for r in stored.values())

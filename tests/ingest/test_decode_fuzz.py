@@ -15,7 +15,7 @@ from tenantscope.ingest.events import parse_events
 from tenantscope.ingest.normalize import normalize_span
 from tenantscope.ingest.otlp import DecodedTraces, decode_traces
 
-from .otlp_helpers import PARENT_ID, START_NS, request, span, to_otlp_json
+from .test_otlp import PARENT_ID, START_NS, request, span, to_otlp_json
 
 RECEIVED = datetime(2025, 1, 1, 0, 1, tzinfo=timezone.utc)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,8 +48,9 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -226,8 +227,7 @@ event_fields = st.sampled_from(
 
 @settings(FUZZ, max_examples=300)
 @given(
-    body=st.lists(st.dictionaries(event_fields, json_values, max_size=8), max_size=5)
-    | json_values
+    body=st.lists(st.dictionaries(event_fields, json_values, max_size=8), max_size=5) | json_values
 )
 def test_parse_events_on_structured_json(body: Any) -> None:
     try:

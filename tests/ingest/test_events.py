@@ -123,7 +123,11 @@ def test_minimal_event_defaults() -> None:
     assert record.kind == "span"
     assert (record.trace_id, record.span_id, record.tenant_id) == ("", "", "")
     assert record.start_time == record.end_time == RECEIVED
-    assert (record.status, record.billable_state, record.cost_source) == ("ok", "billable", "unknown")
+    assert (record.status, record.billable_state, record.cost_source) == (
+        "ok",
+        "billable",
+        "unknown",
+    )
     assert record.cost_usd is None
     assert record.name == "usage event"
 

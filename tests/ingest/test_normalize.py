@@ -20,7 +20,7 @@ from tenantscope.ingest.otlp import decode_traces
 from tenantscope.ingest.spans import RawSpan
 from tenantscope.records import UsageRecord
 
-from .otlp_helpers import END_NS, START_NS, request, span
+from .test_otlp import END_NS, START_NS, request, span
 
 RECEIVED = datetime(2025, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -555,7 +555,9 @@ def test_oversized_attributes_tenantscope_reads_reject_the_span() -> None:
 
 
 def test_oversized_event_attributes_are_dropped() -> None:
-    events = [{"name": "gen_ai.user.message", "time_ns": START_NS, "attributes": {"c": "x" * 70_000}}]
+    events = [
+        {"name": "gen_ai.user.message", "time_ns": START_NS, "attributes": {"c": "x" * 70_000}}
+    ]
     record = _norm({}, events=events)
     assert record.events[0]["attributes"] == {}
     assert record.events[0]["name"] == "gen_ai.user.message"
@@ -582,9 +584,7 @@ def test_sdk_spans_through_decode_and_normalize() -> None:
     body = encode_spans(exporter.get_finished_spans()).SerializeToString()
     decoded = decode_traces(body, "application/x-protobuf", None, max_bytes=1 << 20)
     received = datetime.now(timezone.utc)
-    records = {
-        r.name: r for r in (normalize_span(s, received_at=received) for s in decoded.spans)
-    }
+    records = {r.name: r for r in (normalize_span(s, received_at=received) for s in decoded.spans)}
     wrapper_record, call_record = records["summarize"], records["chat claude"]
     assert (wrapper_record.kind, wrapper_record.tenant_id, wrapper_record.user_id) == (
         "span",

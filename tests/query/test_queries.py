@@ -191,3 +191,32 @@ def test_sla_against_configured_targets(q: Queries) -> None:
     tech = rows["techstart-inc"]
     assert tech.target_p95_ms is None and tech.compliant is None
     assert [r.tenant_id for r in q.sla(ALL, WEEK, tier="enterprise")] == ["apex-legal"]
+
+
+def test_rollup_answers_equal_a_raw_scan_for_unaligned_ranges(q: Queries) -> None:
+    import random
+
+    rng = random.Random(11)
+    for _ in range(30):
+        a = NOW - timedelta(minutes=rng.randint(0, 60 * 40))
+        b = a + timedelta(minutes=rng.randint(1, 60 * 40))
+        window = TimeRange(a, b)
+        raw = q.events.fetch(
+            """SELECT tenant_id,
+                   sum(CASE WHEN kind = 'llm' AND NOT shadowed THEN 1 ELSE 0 END) AS req,
+                   sum(CASE WHEN kind = 'llm' AND NOT shadowed THEN cost_usd ELSE 0 END) AS c,
+                   count(DISTINCT CASE WHEN session_id <> '' THEN session_id END) AS s
+               FROM records WHERE start_time >= :a AND start_time < :b GROUP BY tenant_id""",
+            {"a": a, "b": b},
+        )
+        expected = {r["tenant_id"]: (int(r["req"]), Decimal(r["c"]), int(r["s"])) for r in raw}
+        got = {
+            t.tenant_id: (t.requests, t.cost_usd, t.sessions)
+            for t in q.tenants(ALL, window, limit=100).items
+        }
+        assert got == expected, (a, b)
+        for tenant, (req, cost, ses) in expected.items():
+            u = q.tenant_usage(ALL, tenant, window)
+            assert (u.request_count, u.total_cost, u.session_count) == (req, cost, ses)
+        total = q.totals(ALL, window)
+        assert total.requests == sum(v[0] for v in expected.values())

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.conftest import RunningServer
-from tests.ingest.otlp_helpers import request, span, to_otlp_json
+from tests.ingest.test_otlp import request, span, to_otlp_json
 
 NOW_NS = int((datetime.now(timezone.utc) - timedelta(minutes=5)).timestamp() * 1e9)
 PB = {"content-type": "application/x-protobuf"}
@@ -210,3 +210,17 @@ def test_a_real_opentelemetry_exporter_can_send_to_us(server: RunningServer) -> 
     assert child["provider"] == "openai"  # from the instrumentation scope name
     assert child["tenant_id"] == "otel-tenant"  # inherited from the root
     assert child["service"] == "otel-app"
+
+
+def test_events_accept_gzip_and_refuse_other_content_types(server: RunningServer) -> None:
+    body = gzip.compress(json.dumps([event(20, tenant_id="gz-events")]).encode())
+    resp = server.client.post(
+        "/v1/events",
+        content=body,
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert resp.status_code == 200 and resp.json()["accepted"] == 1
+    resp = server.client.post(
+        "/v1/events", content=b"a=b", headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert resp.status_code == 415

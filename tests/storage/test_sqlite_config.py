@@ -126,3 +126,35 @@ def test_another_process_can_change_config_while_open(
     assert seen is not None and seen.tier == "enterprise"
     assert str(seen.monthly_budget_usd) == "99.99"
     assert [t.tenant_id for t in store.list_tenants()] == ["from-cli", "from-server"]
+
+
+_OPEN_AND_WRITE = textwrap.dedent(
+    """
+    import sys
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+    store = SQLiteConfigStore(sys.argv[1])
+    for i in range(10):
+        store.set_tenant(f"{sys.argv[2]}-{i}", tier=sys.argv[2])
+    store.close()
+    """
+)
+
+
+def test_processes_opening_a_fresh_file_at_once(config_path: Path) -> None:
+    """Server and CLI may start together: the migration must run once, not fail twice."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AND_WRITE, str(config_path), f"p{k}"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    store = SQLiteConfigStore(config_path)
+    try:
+        assert len(store.list_tenants()) == 30
+    finally:
+        store.close()

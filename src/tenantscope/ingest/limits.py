@@ -44,6 +44,7 @@ MAX_ATTRIBUTE_DEPTH = 32
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+_DIGITS = re.compile("[0-9]{1,20}")
 
 
 def fail(field: str, message: str) -> NoReturn:
@@ -77,8 +78,11 @@ def check_tokens(field: str, value: object) -> int:
     if isinstance(value, int):
         number = value
     elif isinstance(value, (float, Decimal)) and _is_integral(value):
+        # compared before int() so 1e999999 is not expanded into a million digits
+        if value > MAX_TOKENS:
+            fail(field, f"{_short(value)} is above the limit of {MAX_TOKENS} tokens per call")
         number = int(value)
-    elif isinstance(value, str) and value.strip().isdigit() and len(value) <= 20:
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         number = int(value)
     else:
         fail(field, f"must be a non-negative integer, got {_short(value)}")
@@ -121,7 +125,10 @@ def check_ms(field: str, value: object) -> float:
     """A non-negative finite duration in milliseconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         fail(field, f"must be a number, got {_short(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
     if not math.isfinite(number) or number < 0:
         fail(field, f"must be a non-negative finite number, got {_short(value)}")
     return number
@@ -146,6 +153,48 @@ def json_size(field: str, value: Any) -> int:
         return len(text.encode("utf-8"))
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         fail(field, f"is not JSON-serialisable: {exc}")
+
+
+def _json_bound(value: Any, depth: int = 0) -> int | None:
+    """An upper bound of ``value``'s JSON size in bytes, or None when only a real encoding
+    can tell (odd types, non-finite floats, deep nesting). A character takes at most 6
+    bytes in JSON (``\\u00XX``)."""
+    if isinstance(value, str):
+        return 6 * len(value) + 2
+    if value is None or isinstance(value, (bool, int)):
+        return 24 if not isinstance(value, int) or abs(value) < 10**20 else None
+    if isinstance(value, float):
+        return 32 if math.isfinite(value) else None
+    if depth > 8:
+        return None
+    total = 2
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return None
+            inner = _json_bound(v, depth + 1)
+            if inner is None:
+                return None
+            total += 6 * len(k) + 4 + inner
+        return total
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            inner = _json_bound(v, depth + 1)
+            if inner is None:
+                return None
+            total += inner + 1
+        return total
+    return None
+
+
+def json_within(field: str, value: Any, limit: int) -> bool:
+    """Whether ``value`` fits ``limit`` bytes as strict JSON (rejecting what strict JSON
+    cannot carry). Encodes only when a cheap upper bound cannot decide: this runs for
+    every ingested span."""
+    bound = _json_bound(value)
+    if bound is not None and bound <= limit:
+        return True
+    return json_size(field, value) <= limit
 
 
 def _is_integral(value: float | Decimal) -> bool:

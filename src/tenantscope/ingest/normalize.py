@@ -165,7 +165,7 @@ def normalize_span(
         duration_ms=(span.end_ns - span.start_ns) / 1e6,
         ttft_ms=_ttft(lookup),
         status=status,
-        error_type=limits.check_id("error_type", error_type),
+        error_type=_error_type(error_type),
         error_message=limits.truncate_message(limits.check_unicode("error_message", error_message)),
         billable_state=billable_state,
         attributes=_bounded_attributes(span.attributes),
@@ -187,26 +187,46 @@ def normalize_span(
     )
 
 
+def _key_ranks(fields: Iterable[str], prefix: str, offset: int) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {}
+    for field in fields:
+        for i, name in enumerate(semconv.ACCEPT[field]):
+            out.setdefault(prefix + name, []).append((field, offset + i))
+    return out
+
+
+# attribute key -> the fields it can fill and its rank there (lower wins): span attributes
+# first, then baggage copies, then resource attributes, each in ACCEPT order.
+_SPAN_KEYS = _key_ranks(semconv.ACCEPT, "", 0)
+for _key, _ranks in _key_ranks(semconv.BAGGAGE_FIELDS, semconv.BAGGAGE_PREFIX, 1000).items():
+    _SPAN_KEYS.setdefault(_key, []).extend(_ranks)
+_RESOURCE_KEYS = _key_ranks(semconv.RESOURCE_FIELDS, "", 2000)
+
+
 class _Lookup:
-    """First non-empty value over span attributes, baggage copies and resource attributes."""
+    """First non-empty value over span attributes, baggage copies and resource attributes.
+
+    One pass over the span's (few) attributes instead of probing every accepted name of
+    every field: this runs for each ingested span."""
+
+    __slots__ = ("_found",)
 
     def __init__(self, span: RawSpan) -> None:
-        self._span = span
+        found: dict[str, tuple[int, Any]] = {}
+        for attributes, keymap in ((span.attributes, _SPAN_KEYS), (span.resource, _RESOURCE_KEYS)):
+            for key, value in attributes.items():
+                ranks = keymap.get(key)
+                if ranks is None or _is_empty(value):
+                    continue
+                for field, rank in ranks:
+                    best = found.get(field)
+                    if best is None or rank < best[0]:
+                        found[field] = (rank, value)
+        self._found = found
 
     def raw(self, field: str) -> Any:
-        names = semconv.ACCEPT[field]
-        sources: list[tuple[dict[str, Any], Iterable[str]]] = [(self._span.attributes, names)]
-        if field in semconv.BAGGAGE_FIELDS:
-            prefixed = [semconv.BAGGAGE_PREFIX + name for name in names]
-            sources.append((self._span.attributes, prefixed))
-        if field in semconv.RESOURCE_FIELDS:
-            sources.append((self._span.resource, names))
-        for attributes, keys in sources:
-            for key in keys:
-                value = attributes.get(key)
-                if not _is_empty(value):
-                    return value
-        return None
+        hit = self._found.get(field)
+        return None if hit is None else hit[1]
 
     def text(self, field: str) -> str:
         value = self.raw(field)
@@ -359,6 +379,12 @@ def _text_or_empty(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _error_type(value: str) -> str:
+    # Truncated, not rejected: the failed call still happened and is still shown.
+    limits.check_unicode("error_type", value)
+    return value[: limits.MAX_ID_LEN]
+
+
 def _ttft(lookup: _Lookup) -> float | None:
     value = lookup.raw("ttft_ms")
     if value is not None:
@@ -375,9 +401,9 @@ def _name(name: str) -> str:
 
 
 def _bounded_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
-    size = limits.json_size("attributes", attributes)
-    if size <= limits.MAX_ATTRIBUTES_BYTES:
+    if limits.json_within("attributes", attributes, limits.MAX_ATTRIBUTES_BYTES):
         return dict(attributes)
+    size = limits.json_size("attributes", attributes)
     sizes = {key: limits.json_size("attributes", {key: value}) for key, value in attributes.items()}
     kept = dict(attributes)
     dropped: list[str] = []
@@ -387,7 +413,7 @@ def _bounded_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
         if key in _READ_ATTRIBUTES:
             continue
         del kept[key]
-        dropped.append(key)
+        dropped.append(key[:200])
         size -= sizes[key]
     kept[DROPPED_ATTRIBUTES] = dropped[:50]
     if limits.json_size("attributes", kept) > limits.MAX_ATTRIBUTES_BYTES:
@@ -417,7 +443,7 @@ def _events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "attributes": dict(event.get("attributes") or {}),
             }
         )
-    if limits.json_size("events", out) > limits.MAX_ATTRIBUTES_BYTES:
+    if out and not limits.json_within("events", out, limits.MAX_ATTRIBUTES_BYTES):
         for event in out:
             event["attributes"] = {}
     return out

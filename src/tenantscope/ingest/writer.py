@@ -205,19 +205,13 @@ class BatchWriter:
         for s in stored:
             stored_by_trace.setdefault(s.trace_id, []).append(s)
         fresh_ids = {r.event_id for r in traced}
-        resolved_new: dict[str, UsageRecord] = {}
         updates: list[UsageRecord] = []
         for trace_id, new in by_trace.items():
             old = stored_by_trace.get(trace_id, [])
             if not old and len(new) == 1:
-                # the common case of a lone new span: nothing to inherit or shadow yet
-                resolved_new[new[0].event_id] = new[0]
-                continue
+                continue  # a lone new span: nothing to inherit or shadow yet
             before = {s.event_id: attribution_key(s) for s in old}
-            for r in resolve_trace([*old, *new]):
-                if r.event_id in fresh_ids:
-                    resolved_new[r.event_id] = r
-                elif attribution_key(r) != before.get(r.event_id):
+            for r in resolve_trace([*old, *new]):  # resolves in place
+                if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id]:
                     updates.append(r)
-        inserts = [resolved_new.get(r.event_id, r) if r.trace_id else r for r in fresh]
-        return inserts, updates
+        return fresh, updates

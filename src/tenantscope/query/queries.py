@@ -35,11 +35,9 @@ from tenantscope.query.models import (
 )
 from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
 from tenantscope.query.scope import Scope
+from tenantscope.query.sources import Sources, TenantFilter, percentiles_sql, sources
 from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
-
-# A record counts towards requests, tokens and cost when it is an LLM call that no more
-# specific record of its trace shadows (DESIGN.md, "the counting rule").
-COUNTED = "(kind = 'llm' AND NOT shadowed)"
+from tenantscope.storage.rollups import COUNTED
 
 TENANT_SORTS: dict[str, str] = {
     "cost": "cost_usd",
@@ -165,7 +163,7 @@ class Queries:
         q = d.quantile
         self._totals_sql = f"""
             count(DISTINCT CASE WHEN session_id <> '' THEN session_id END) AS sessions,
-            count(DISTINCT trace_id) AS traces,
+            sum(CASE WHEN parent_span_id = '' THEN 1 ELSE 0 END) AS traces,
             sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS requests,
             sum(CASE WHEN {COUNTED} THEN input_tokens ELSE 0 END) AS input_tokens,
             sum(CASE WHEN {COUNTED} THEN output_tokens ELSE 0 END) AS output_tokens,
@@ -221,6 +219,49 @@ class Queries:
         ]
 
     # -- tenants -----------------------------------------------------------------------
+    def _tenant_filter(self, scope: Scope, tenant_id: str | None, q: str | None) -> TenantFilter:
+        tf = TenantFilter.of(scope)
+        if tenant_id is not None:
+            tf.add("tenant_id = :tenant", tenant=tenant_id)
+        if q:
+            names = self._name_matches(q)
+            if names:
+                tf.add(
+                    "(position(lower(:q) IN lower(tenant_id)) > 0 OR "
+                    f"{self._d.contains('q_ids', 'tenant_id')})",
+                    q=q,
+                    q_ids=names,
+                )
+            else:
+                tf.add("position(lower(:q) IN lower(tenant_id)) > 0", q=q)
+        return tf
+
+    def _tenant_totals_sql(self, src: Sources, *, latency: bool = True) -> str:
+        """Per tenant totals over the rollup sources (one row per tenant with records)."""
+        pct = percentiles_sql(src.latency, "tenant_id", {"p50_ms": 0.5, "p95_ms": 0.95})
+        lat_cols = "p.p50_ms, p.p95_ms" if latency else "NULL AS p50_ms, NULL AS p95_ms"
+        lat_join = f"LEFT JOIN {pct} p ON p.tenant_id = h.tenant_id" if latency else ""
+        return f"""
+            SELECT h.*, h.input_tokens + h.output_tokens AS total_tokens,
+                coalesce(s.sessions, 0) AS sessions, {lat_cols},
+                CASE WHEN h.requests > 0 THEN h.errors * 1.0 / h.requests ELSE 0 END
+                    AS error_rate
+            FROM (
+                SELECT tenant_id, sum(spans) AS spans, sum(roots) AS traces,
+                    sum(requests) AS requests, sum(input_tokens) AS input_tokens,
+                    sum(output_tokens) AS output_tokens, sum(cost_usd) AS cost_usd,
+                    sum(unpriced) AS unpriced_requests, sum(errors) AS errors,
+                    min(first_seen) AS first_seen, max(last_seen) AS last_seen
+                FROM {src.hourly} hs GROUP BY tenant_id HAVING sum(spans) > 0
+            ) h
+            LEFT JOIN (
+                SELECT tenant_id, count(*) AS sessions FROM (
+                    SELECT tenant_id, session_id FROM {src.sessions} ss
+                    GROUP BY tenant_id, session_id HAVING sum(n) > 0
+                ) x GROUP BY tenant_id
+            ) s ON s.tenant_id = h.tenant_id
+            {lat_join}"""
+
     def tenants(
         self,
         scope: Scope,
@@ -232,35 +273,18 @@ class Queries:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[TenantRow]:
+        """Tenants with totals. Sums and counts are exact; p50/p95 come from the latency
+        histogram (within 1%)."""
         col = _sort_column(sort, TENANT_SORTS, "cost")
         direction = _order(order)
         lim = check_limit(limit)
         off = _offset(cursor)
-        w = _Where.of(scope, rng)
-        if q:
-            names = self._name_matches(q)
-            if names:
-                w.add(
-                    "(position(lower(:q) IN lower(tenant_id)) > 0 OR "
-                    f"{self._d.contains('q_ids', 'tenant_id')})",
-                    q=q,
-                    q_ids=names,
-                )
-            else:
-                w.add("position(lower(:q) IN lower(tenant_id)) > 0", q=q)
+        src = sources(rng, self._tenant_filter(scope, None, q))
         sql = f"""
-            SELECT * FROM (
-                SELECT tenant_id, {self._totals_sql},
-                    CASE WHEN sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) > 0
-                        THEN sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END)
-                             * 1.0 / sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END)
-                        ELSE 0 END AS error_rate
-                FROM records {w.sql}
-                GROUP BY tenant_id
-            ) t
+            SELECT * FROM ({self._tenant_totals_sql(src)}) t
             ORDER BY {col} {direction} NULLS LAST, tenant_id ASC
             LIMIT :lim OFFSET :off"""
-        rows = self._fetch(sql, {**w.params, "lim": lim + 1, "off": off})
+        rows = self._fetch(sql, {**src.params, "lim": lim + 1, "off": off})
         more = len(rows) > lim
         rows = rows[:lim]
         configs = self.config.get_tenants([r["tenant_id"] for r in rows])
@@ -278,13 +302,41 @@ class Queries:
         nxt = encode_cursor({"o": off + lim}) if more else None
         return Page[TenantRow](items=items, next_cursor=nxt)
 
+    def totals(self, scope: Scope, rng: TimeRange, *, tenant_id: str | None = None) -> Totals:
+        """Totals over every tenant the scope allows (or one tenant)."""
+        if tenant_id is not None:
+            self._require_tenant(scope, tenant_id)
+        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        pct = percentiles_sql(
+            f"(SELECT '' AS k, bucket, n FROM {src.latency} la)",
+            "k",
+            {"p50_ms": 0.5, "p95_ms": 0.95},
+        )
+        sql = f"""
+            SELECT h.*, h.input_tokens + h.output_tokens AS total_tokens,
+                (SELECT count(*) FROM (
+                    SELECT tenant_id, session_id FROM {src.sessions} ss
+                    GROUP BY tenant_id, session_id HAVING sum(n) > 0) x) AS sessions,
+                (SELECT p50_ms FROM {pct} p1) AS p50_ms,
+                (SELECT p95_ms FROM {pct} p2) AS p95_ms
+            FROM (
+                SELECT sum(roots) AS traces, sum(requests) AS requests,
+                    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+                    sum(cost_usd) AS cost_usd, sum(unpriced) AS unpriced_requests,
+                    sum(errors) AS errors, min(first_seen) AS first_seen,
+                    max(last_seen) AS last_seen
+                FROM {src.hourly} hs
+            ) h"""
+        rows = self._fetch(sql, src.params)
+        return self._totals(rows[0] if rows else None)
+
     def tenant(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantDetail:
         self._require_tenant(scope, tenant_id)
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        rows = self._fetch(f"SELECT {self._totals_sql} FROM records {w.sql}", w.params)
+        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        rows = self._fetch(self._tenant_totals_sql(src), src.params)
         totals = self._totals(rows[0] if rows else None)
         cfg = self.config.get_tenant(tenant_id)
-        if totals.traces == 0 and cfg is None and not self._tenant_exists(scope, tenant_id):
+        if not rows and cfg is None and not self._tenant_exists(scope, tenant_id):
             raise NotFound(f"tenant {tenant_id!r} not found")
         return TenantDetail(
             tenant_id=tenant_id,
@@ -295,28 +347,22 @@ class Queries:
         )
 
     def _tenant_exists(self, scope: Scope, tenant_id: str) -> bool:
-        w = _Where.of(scope).eq("tenant_id", tenant_id, "tenant")
-        return bool(self._fetch(f"SELECT 1 AS x FROM records {w.sql} LIMIT 1", w.params))
+        tf = TenantFilter.of(scope).add("tenant_id = :tenant", tenant=tenant_id)
+        sql = f"SELECT 1 AS x FROM rollup_hourly WHERE true{tf.and_sql()} LIMIT 1"
+        return bool(self._fetch(sql, tf.params))
 
     def tenant_usage(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantUsage:
+        """The seeds' ``get_tenant_usage``: exact tokens, requests, sessions and cost."""
         self._require_tenant(scope, tenant_id)
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        sql = f"""
-            SELECT
-                sum(CASE WHEN {COUNTED} THEN input_tokens + output_tokens ELSE 0 END)
-                    AS token_count,
-                sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS request_count,
-                count(DISTINCT CASE WHEN session_id <> '' THEN session_id END)
-                    AS session_count,
-                sum(CASE WHEN {COUNTED} THEN cost_usd END) AS total_cost
-            FROM records {w.sql}"""
-        row = self._fetch(sql, w.params)[0]
+        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        rows = self._fetch(self._tenant_totals_sql(src, latency=False), src.params)
+        row = rows[0] if rows else {}
         return TenantUsage(
             tenant_id=tenant_id,
-            token_count=_int(row["token_count"]),
-            request_count=_int(row["request_count"]),
-            session_count=_int(row["session_count"]),
-            total_cost=_money(row["total_cost"]),
+            token_count=_int(row.get("total_tokens")),
+            request_count=_int(row.get("requests")),
+            session_count=_int(row.get("sessions")),
+            total_cost=_money(row.get("cost_usd")),
             start=rng.start,
             end=rng.end,
         )
@@ -597,6 +643,7 @@ class Queries:
         group_by: str | None = None,
         limit: int | None = None,
     ) -> TimeSeries:
+        """A metric per hour or day bucket, from the rollups (exact sums; p95 within 1%)."""
         if metric not in METRICS:
             raise BadRequest(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
         if interval not in INTERVALS:
@@ -612,49 +659,52 @@ class Queries:
                 " use interval=day or a shorter range"
             )
         lim = check_limit(limit, default=10)
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        value = {
-            "cost": f"sum(CASE WHEN {COUNTED} THEN cost_usd END)",
-            "tokens": f"sum(CASE WHEN {COUNTED} THEN input_tokens + output_tokens ELSE 0 END)",
-            "requests": f"sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END)",
-            "errors": f"sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END)",
-            "error_rate": (
-                f"sum(CASE WHEN {COUNTED} AND status = 'error' THEN 1 ELSE 0 END) * 1.0"
-                f" / nullif(sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END), 0)"
-            ),
-            "p95_latency": self._d.quantile(f"CASE WHEN {COUNTED} THEN duration_ms END", 0.95),
-        }[metric]
+        tf = self._tenant_filter(scope, tenant_id, None)
         keys: list[str] = [""]
         key_col = "''"
         if group_by == "tenant":
-            rank = "cost" if metric in ("p95_latency", "error_rate") else metric
+            src = sources(rng, tf)
+            rank = {
+                "tokens": "sum(input_tokens + output_tokens)",
+                "requests": "sum(requests)",
+                "errors": "sum(errors)",
+            }.get(metric, "sum(cost_usd)")
             top = self._fetch(
-                f"""SELECT tenant_id, {
-                    value if rank == metric else f"sum(CASE WHEN {COUNTED} THEN cost_usd END)"
-                } AS v
-                    FROM records {w.sql} GROUP BY tenant_id
+                f"""SELECT tenant_id, {rank} AS v FROM {src.hourly} hs
+                    GROUP BY tenant_id HAVING sum(spans) > 0
                     ORDER BY v DESC NULLS LAST, tenant_id LIMIT :lim""",
-                {**w.params, "lim": lim},
+                {**src.params, "lim": lim},
             )
             keys = [r["tenant_id"] for r in top]
             if not keys:
                 return TimeSeries(
                     metric=metric, interval=interval, start=rng.start, end=rng.end, series=[]
                 )
-            w.add(self._d.contains("top", "tenant_id"), top=keys)
+            tf.add(self._d.contains("top", "tenant_id"), top=keys)
             key_col = "tenant_id"
-        sql = f"""
-            SELECT {self._d.bucket(interval)} AS t, {key_col} AS key, {value} AS v
-            FROM records {w.sql}
-            GROUP BY 1, 2"""
-        rows = self._fetch(sql, w.params)
+        src = sources(rng, tf)
+        t = self._d.bucket(interval, "hour")
+        if metric == "p95_latency":
+            lat = f"(SELECT {t} AS t, {key_col} AS key, bucket, n FROM {src.latency} la)"
+            sql = f"SELECT t, key, v FROM {percentiles_sql(lat, 't, key', {'v': 0.95})} p"
+        else:
+            value = {
+                "cost": "sum(cost_usd)",
+                "tokens": "sum(input_tokens + output_tokens)",
+                "requests": "sum(requests)",
+                "errors": "sum(errors)",
+                "error_rate": "sum(errors) * 1.0 / nullif(sum(requests), 0)",
+            }[metric]
+            sql = f"""SELECT {t} AS t, {key_col} AS key, {value} AS v
+                FROM {src.hourly} hs GROUP BY 1, 2"""
+        rows = self._fetch(sql, src.params)
         additive = metric in ("cost", "tokens", "requests", "errors")
         grid: dict[str, dict[datetime, Any]] = {k: {} for k in keys}
         for r in rows:
-            t = r["t"]
-            if isinstance(t, datetime) and t.tzinfo is not None:
-                t = t.astimezone(timezone.utc).replace(tzinfo=None)
-            grid.setdefault(r["key"], {})[t] = r["v"]
+            tt = r["t"]
+            if isinstance(tt, datetime) and tt.tzinfo is not None:
+                tt = tt.astimezone(timezone.utc).replace(tzinfo=None)
+            grid.setdefault(r["key"], {})[tt] = r["v"]
         series = []
         for k in keys:
             points = []

@@ -13,10 +13,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from tenantscope.errors import TenantscopeError, ValidationFailed
+from tenantscope.errors import TenantscopeError, UnsupportedMediaType, ValidationFailed
 from tenantscope.ingest.events import parse_events
 from tenantscope.ingest.normalize import normalize_span
-from tenantscope.ingest.otlp import decode_traces
+from tenantscope.ingest.otlp import JSON, decode_traces, decompress_body, media_type
 from tenantscope.ingest.writer import synthetic_ids
 from tenantscope.pricing.catalog import infer_provider
 from tenantscope.records import UsageRecord
@@ -109,7 +109,8 @@ class EventsResult(BaseModel):
     "/v1/events",
     summary="Native usage events",
     description=(
-        'A JSON list of usage events (or `{"events": [...]}`), at most 1,000. Idempotent by'
+        'A JSON list of usage events (or `{"events": [...]}`), at most 1,000, optionally'
+        " gzip-encoded. Idempotent by"
         " `event_id`: an event sent again is counted once. Valid items are stored even when"
         " others fail; each failure names the item index and the field. 400 when no item"
         " is valid. See docs/events.md for the fields."
@@ -119,10 +120,17 @@ class EventsResult(BaseModel):
 )
 async def post_events(request: Request) -> EventsResult:
     svc = _services(request)
-    body = await read_body(request, svc.settings.max_body_bytes)
+    ctype = media_type(request.headers.get("content-type"))
+    if ctype not in ("", JSON):
+        raise UnsupportedMediaType(f"send events as {JSON}, not {ctype}")
+    limit = svc.settings.max_body_bytes
+    raw = await read_body(request, limit)
+    encoding = request.headers.get("content-encoding")
     parsed = await run_in_threadpool(
         lambda: parse_events(
-            body, received_at=datetime.now(timezone.utc), max_items=svc.settings.max_events
+            decompress_body(raw, encoding, max_bytes=limit),
+            received_at=datetime.now(timezone.utc),
+            max_items=svc.settings.max_events,
         )
     )
     records = []

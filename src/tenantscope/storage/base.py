@@ -53,7 +53,10 @@ class Dialect:
 
 
 class EventStore(abc.ABC):
-    """Usage records. Writes are whole batches: all of a call's rows or none."""
+    """Usage records. Writes are whole batches: all of a call's rows or none.
+
+    Beside ``records`` every backend keeps the hourly rollup tables described in
+    ``storage/rollups.py`` up to date in the same transactions; the query layer reads them."""
 
     dialect: Dialect
 
@@ -94,6 +97,14 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def export(self, path: str, fmt: str, start: datetime, end: datetime) -> int:
         """Write records in the range to ``path`` as csv or parquet; return the row count."""
+
+    @abc.abstractmethod
+    def rebuild_rollups(self) -> None:
+        """Recompute the rollup tables (``storage/rollups.py``) from the records."""
+
+    @abc.abstractmethod
+    def compact_rollups(self) -> None:
+        """Fold rollup delta rows; never changes what a query answers."""
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from tenantscope import errors
 from tenantscope.records import RECORD_FIELDS, UsageRecord
+from tenantscope.storage import rollups
 from tenantscope.storage.base import Dialect, EventStore
 from tenantscope.storage.serialize import (
     BOOL_FIELDS,
@@ -42,6 +43,9 @@ from tenantscope.storage.serialize import (
 )
 
 SCHEMA_VERSION = "1"
+ROLLUPS_VERSION = "1"
+# Fold rollup delta rows after this many written records (see storage/rollups.py).
+COMPACT_EVERY_RECORDS = 100_000
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "parquet")
 
 
@@ -66,6 +70,12 @@ _CREATE_RECORDS = (
     "CREATE TABLE IF NOT EXISTS records (\n"
     + ",\n".join(f"    {name} {_column_type(name)}" for name in RECORD_FIELDS)
     + "\n)"
+)
+# The stored versions of the rows a write replaces (``_ts_keys``), for their rollup deltas.
+_REPLACED = (
+    "(SELECT records.* FROM records JOIN _ts_keys k "
+    "ON records.start_time = k.start_time AND records.event_id = k.event_id "
+    "WHERE records.start_time BETWEEN $lo AND $hi)"
 )
 _CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
 
@@ -171,6 +181,8 @@ class DuckDBEventStore(EventStore):
             config["threads"] = threads
         self.path = target
         self._conn = duckdb.connect(target, config=config)
+        # a bar drawn on the server's terminal during long statements is noise
+        self._conn.execute("SET enable_progress_bar = false")
         try:
             # Only affects how exports print zoned times; ICU may be absent (then it is UTC).
             self._conn.execute("SET GLOBAL TimeZone = 'UTC'")
@@ -181,6 +193,8 @@ class DuckDBEventStore(EventStore):
         self._cursors_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._closed = False
+        self._dirty_records = 0
+        self._dirty_since: datetime | None = None
         self._init_schema()
 
     # -- setup -------------------------------------------------------------------------
@@ -208,6 +222,56 @@ class DuckDBEventStore(EventStore):
             conn.execute(
                 "INSERT INTO tenantscope_meta VALUES ('schema_version', $v)", {"v": SCHEMA_VERSION}
             )
+        for ddl in rollups.CREATE:
+            conn.execute(ddl)
+        if not conn.execute(
+            "SELECT 1 FROM tenantscope_meta WHERE key = 'rollups_version' AND value = $v",
+            {"v": ROLLUPS_VERSION},
+        ).fetchall():
+            self.rebuild_rollups()
+
+    def rebuild_rollups(self) -> None:
+        """Recompute the rollup tables from ``records`` (after a bulk load that bypassed
+        ``write``, or when opening a file written before rollups existed)."""
+        with self._write_lock:
+            conn = self._conn
+            conn.begin()
+            try:
+                for table in rollups.TABLES:
+                    conn.execute(f"DELETE FROM {table}")
+                for stmt in rollups.delta_inserts("records"):
+                    conn.execute(stmt)
+                conn.execute("DELETE FROM tenantscope_meta WHERE key = 'rollups_version'")
+                conn.execute(
+                    "INSERT INTO tenantscope_meta VALUES ('rollups_version', $v)",
+                    {"v": ROLLUPS_VERSION},
+                )
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            self._dirty_records = 0
+            self._dirty_since = None
+
+    def compact_rollups(self) -> None:
+        """Fold the delta rows written since the last compaction."""
+        with self._write_lock:
+            self._compact_locked(self._cursor())
+
+    def _compact_locked(self, cur: duckdb.DuckDBPyConnection) -> None:
+        if self._dirty_since is None:
+            return
+        since = self._dirty_since.replace(minute=0, second=0, microsecond=0)
+        cur.begin()
+        try:
+            for stmt in rollups.compact():
+                cur.execute(stmt, {"since": since} if "$since" in stmt else None)
+            cur.commit()
+        except BaseException:
+            cur.rollback()
+            raise
+        self._dirty_records = 0
+        self._dirty_since = None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         if self._closed:
@@ -258,6 +322,9 @@ class DuckDBEventStore(EventStore):
                 try:
                     if keys is not None:
                         lo, hi = _bounds(keys.column("start_time"))
+                        # the replaced versions leave the rollups before they leave records
+                        for stmt in rollups.delta_inserts(_REPLACED, sign=-1):
+                            cur.execute(stmt, {"lo": lo, "hi": hi})
                         # start_time first: the range lets zone maps skip other row groups.
                         cur.execute(
                             "DELETE FROM records USING _ts_keys k "
@@ -269,6 +336,8 @@ class DuckDBEventStore(EventStore):
                     cur.execute(
                         f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
                     )
+                    for stmt in rollups.delta_inserts("_ts_batch"):
+                        cur.execute(stmt)
                     cur.commit()
                 except BaseException:
                     cur.rollback()
@@ -277,6 +346,13 @@ class DuckDBEventStore(EventStore):
                 cur.unregister("_ts_batch")
                 if keys is not None:
                     cur.unregister("_ts_keys")
+            first = min(r.start_time for r in (*updates, *inserts))
+            first = to_utc_naive(first)
+            if self._dirty_since is None or first < self._dirty_since:
+                self._dirty_since = first
+            self._dirty_records += len(batch)
+            if self._dirty_records >= COMPACT_EVERY_RECORDS:
+                self._compact_locked(cur)
 
     # -- look-ups ----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ is the one place that converts between the Python record and those column repres
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -133,11 +134,18 @@ def _money_array(values: list[Any]) -> pa.Array:
         return pa.array([quantize_money(v) for v in values], type=MONEY_TYPE)
 
 
+_ALL_FIELDS = operator.attrgetter(*RECORD_FIELDS)
+
+
 def records_to_arrow(records: Sequence[UsageRecord]) -> pa.Table:
     """Column-wise Arrow table in ``ARROW_SCHEMA`` order."""
     columns: list[pa.Array] = []
-    for name in RECORD_FIELDS:
-        values = [getattr(r, name) for r in records]
+    # one C-level attrgetter call per record, then transpose: far cheaper than a getattr
+    # per field per record
+    rows = map(_ALL_FIELDS, records)
+    by_field = list(zip(*rows, strict=True)) if records else [() for _ in RECORD_FIELDS]
+    for name, column in zip(RECORD_FIELDS, by_field, strict=True):
+        values = list(column)
         if name in TIME_FIELDS:
             columns.append(_time_array(values))
             continue
