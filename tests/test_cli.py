@@ -205,3 +205,28 @@ def test_serve_runs_the_real_server(served: str) -> None:
     assert resp.status_code == 200 and resp.json()["accepted"] == 1
     out = invoke("usage", "cli-co", "--url", served, "--json")
     assert '"request_count": 1' in out
+
+
+def test_demo_loads_through_the_real_ingest_path(data_dir: Path) -> None:
+    out = invoke(
+        "demo", "--no-serve", "--traces", "300", "--tenants", "5", "--port", str(free_port())
+    )
+    assert "loaded 300 traces for 8 tenants" in out
+    svc = Services.open(make_settings(data_dir))
+    try:
+        from tenantscope.query.params import TimeRange
+        from tenantscope.query.scope import Scope
+
+        rng = TimeRange.parse(None, None)
+        tenants = {t.tenant_id: t for t in svc.queries.tenants(Scope.all(), rng).items}
+        assert {"apex-legal", "stratex-consulting", "techstart-inc"} <= set(tenants)
+        apex = tenants["apex-legal"]
+        assert apex.tier == "enterprise" and apex.requests > 0 and apex.cost_usd
+        # records arrived as OTLP spans, the LLM calls inheriting the tenant from their roots
+        row = svc.events.fetch(
+            "SELECT count(*) AS n FROM records WHERE kind = 'llm' AND tenant_id = ''"
+        )[0]
+        assert row["n"] == 0
+        assert svc.config.get_tenant("apex-legal").sla_p95_ms == 2000  # type: ignore[union-attr]
+    finally:
+        svc.close()

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -107,7 +108,7 @@ def _root(
 
 
 # --- serve / demo ---------------------------------------------------------------------------
-def _run_server(settings: Settings, *, ready: threading.Event | None = None) -> None:
+def _make_server(settings: Settings) -> Any:
     import uvicorn
 
     from tenantscope.server.app import create_app
@@ -120,16 +121,11 @@ def _run_server(settings: Settings, *, ready: threading.Event | None = None) -> 
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
-    if ready is not None:
-        orig = server.startup
+    return uvicorn.Server(config)
 
-        async def startup(sockets: Any = None) -> None:
-            await orig(sockets)
-            ready.set()
 
-        server.startup = startup  # type: ignore[method-assign]
-    server.run()
+def _run_server(settings: Settings) -> None:
+    _make_server(settings).run()
 
 
 @app.command()
@@ -165,9 +161,9 @@ def demo(
     """Start the server, send realistic multi-tenant traffic through its real OTLP
     endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
     keep serving."""
-    from tenantscope.demo import demo_batch_count, demo_batches, demo_tenants
+    from tenantscope.demo import demo_batches, demo_tenants
 
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    settings = _settings(host=host, port=port, data_dir=data_dir, log_level="warning")
     _configure_logging("warning")
     tenant_list = demo_tenants(n_extra=tenants, seed=seed)
     cfg = _config(settings)
@@ -182,15 +178,16 @@ def demo(
         )
     cfg.close()
 
-    ready = threading.Event()
-    server = threading.Thread(
-        target=_run_server, args=(settings,), kwargs={"ready": ready}, daemon=True
-    )
-    server.start()
-    if not ready.wait(30):
-        _fail(f"the server did not start on {settings.host}:{settings.port}")
+    server = _make_server(settings)
+    thread = threading.Thread(target=server.run, name="tenantscope-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            _fail(f"the server did not start on {settings.host}:{settings.port}")
+        time.sleep(0.05)
     url = f"http://{settings.host}:{settings.port}"
-    total = demo_batch_count(tenant_list, days=days, traces=traces, seed=seed)
+    batches = demo_batches(tenant_list, days=days, traces=traces, seed=seed)
     sent = 0
     with (
         httpx.Client(base_url=url, timeout=60) as client,
@@ -202,8 +199,8 @@ def demo(
             console=console,
         ) as progress,
     ):
-        task = progress.add_task("demo", total=total)
-        for body in demo_batches(tenant_list, days=days, traces=traces, seed=seed):
+        task = progress.add_task("demo", total=len(batches))
+        for body in batches:
             resp = client.post(
                 "/v1/traces", content=body, headers={"content-type": "application/x-protobuf"}
             )
@@ -218,12 +215,15 @@ def demo(
         table.add_row(row["tenant_id"], str(row["requests"]), row["cost_usd"])
     console.print(table)
     console.print(f"open [bold]{url}/api/tenants[/bold] (API docs: {url}/docs)")
-    if serve_after:
-        try:
-            while server.is_alive():
-                server.join(1.0)
-        except KeyboardInterrupt:
-            pass
+    try:
+        while serve_after and thread.is_alive():
+            thread.join(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # a clean shutdown closes the stores (checkpointing the event file)
+        server.should_exit = True
+        thread.join(30)
 
 
 # --- tenants --------------------------------------------------------------------------------
