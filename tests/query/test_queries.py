@@ -220,3 +220,16 @@ def test_rollup_answers_equal_a_raw_scan_for_unaligned_ranges(q: Queries) -> Non
             assert (u.request_count, u.total_cost, u.session_count) == (req, cost, ses)
         total = q.totals(ALL, window)
         assert total.requests == sum(v[0] for v in expected.values())
+
+
+def test_tenant_columns_agree_whichever_column_sorts(q: Queries) -> None:
+    # sorting by sessions or p95 computes every column in one pass; other sorts compute
+    # the expensive columns for the page only: the figures must be the same
+    by_cost = {t.tenant_id: t for t in q.tenants(ALL, WEEK, sort="cost").items}
+    for sort in ("sessions", "p95"):
+        for t in q.tenants(ALL, WEEK, sort=sort).items:
+            assert t == by_cost[t.tenant_id], sort
+    p95s = [t.p95_ms for t in q.tenants(ALL, WEEK, sort="p95", order="asc").items]
+    assert p95s == sorted(p95s)  # type: ignore[type-var]
+    sessions = [t.sessions for t in q.tenants(ALL, WEEK, sort="sessions").items]
+    assert sessions == sorted(sessions, reverse=True)

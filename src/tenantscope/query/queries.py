@@ -236,14 +236,27 @@ class Queries:
                 tf.add("position(lower(:q) IN lower(tenant_id)) > 0", q=q)
         return tf
 
-    def _tenant_totals_sql(self, src: Sources, *, latency: bool = True) -> str:
+    def _tenant_totals_sql(
+        self, src: Sources, *, latency: bool = True, sessions: bool = True
+    ) -> str:
         """Per tenant totals over the rollup sources (one row per tenant with records)."""
         pct = percentiles_sql(src.latency, "tenant_id", {"p50_ms": 0.5, "p95_ms": 0.95})
         lat_cols = "p.p50_ms, p.p95_ms" if latency else "NULL AS p50_ms, NULL AS p95_ms"
         lat_join = f"LEFT JOIN {pct} p ON p.tenant_id = h.tenant_id" if latency else ""
+        ses_col = "coalesce(s.sessions, 0)" if sessions else "0"
+        ses_join = (
+            f"""LEFT JOIN (
+                SELECT tenant_id, count(*) AS sessions FROM (
+                    SELECT tenant_id, session_id FROM {src.sessions} ss
+                    GROUP BY tenant_id, session_id HAVING sum(n) > 0
+                ) x GROUP BY tenant_id
+            ) s ON s.tenant_id = h.tenant_id"""
+            if sessions
+            else ""
+        )
         return f"""
             SELECT h.*, h.input_tokens + h.output_tokens AS total_tokens,
-                coalesce(s.sessions, 0) AS sessions, {lat_cols},
+                {ses_col} AS sessions, {lat_cols},
                 CASE WHEN h.requests > 0 THEN h.errors * 1.0 / h.requests ELSE 0 END
                     AS error_rate
             FROM (
@@ -254,12 +267,7 @@ class Queries:
                     min(first_seen) AS first_seen, max(last_seen) AS last_seen
                 FROM {src.hourly} hs GROUP BY tenant_id HAVING sum(spans) > 0
             ) h
-            LEFT JOIN (
-                SELECT tenant_id, count(*) AS sessions FROM (
-                    SELECT tenant_id, session_id FROM {src.sessions} ss
-                    GROUP BY tenant_id, session_id HAVING sum(n) > 0
-                ) x GROUP BY tenant_id
-            ) s ON s.tenant_id = h.tenant_id
+            {ses_join}
             {lat_join}"""
 
     def tenants(
@@ -279,14 +287,34 @@ class Queries:
         direction = _order(order)
         lim = check_limit(limit)
         off = _offset(cursor)
-        src = sources(rng, self._tenant_filter(scope, None, q))
+        tf = self._tenant_filter(scope, None, q)
+        src = sources(rng, tf)
+        # Distinct sessions and latency percentiles cost most; unless the list is sorted by
+        # them, rank on the cheap totals first and compute them for the page only.
+        expensive = col in ("sessions", "p95_ms")
         sql = f"""
-            SELECT * FROM ({self._tenant_totals_sql(src)}) t
+            SELECT * FROM ({self._tenant_totals_sql(src, latency=expensive, sessions=expensive)}) t
             ORDER BY {col} {direction} NULLS LAST, tenant_id ASC
             LIMIT :lim OFFSET :off"""
         rows = self._fetch(sql, {**src.params, "lim": lim + 1, "off": off})
         more = len(rows) > lim
         rows = rows[:lim]
+        if rows and not expensive:
+            page = sources(
+                rng,
+                tf.add(
+                    self._d.contains("page_ids", "tenant_id"),
+                    page_ids=[r["tenant_id"] for r in rows],
+                ),
+            )
+            extra = {
+                r["tenant_id"]: r for r in self._fetch(self._tenant_totals_sql(page), page.params)
+            }
+            for r in rows:
+                e = extra.get(r["tenant_id"], {})
+                r["sessions"] = e.get("sessions", 0)
+                r["p50_ms"] = e.get("p50_ms")
+                r["p95_ms"] = e.get("p95_ms")
         configs = self.config.get_tenants([r["tenant_id"] for r in rows])
         items = []
         for r in rows:
