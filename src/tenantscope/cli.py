@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -124,7 +125,17 @@ def _make_server(settings: Settings) -> Any:
     return uvicorn.Server(config)
 
 
+def _tune_gc() -> None:
+    """Ingest allocates many short-lived, acyclic objects (records, attribute dicts); the
+    default generation-0 threshold (700) runs the cycle collector thousands of times a
+    second for nothing. Freeze what startup created and collect less often. Only for the
+    server process this command runs, never for an app embedding the server."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def _run_server(settings: Settings) -> None:
+    _tune_gc()
     _make_server(settings).run()
 
 

@@ -7,6 +7,7 @@ import gzip
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -224,3 +225,31 @@ def test_events_accept_gzip_and_refuse_other_content_types(server: RunningServer
         "/v1/events", content=b"a=b", headers={"content-type": "application/x-www-form-urlencoded"}
     )
     assert resp.status_code == 415
+
+
+def test_decoding_in_the_server_process_gives_the_same_records(tmp_path: Path) -> None:
+    """``TENANTSCOPE_INGEST_WORKERS=0`` decodes in a thread instead of worker processes."""
+    from tenantscope.ingest.pool import DecodePool
+
+    body = request([llm_span(30, tenant="inproc"), llm_span(31, tenant="inproc")])
+    raw = body.SerializeToString()
+    import asyncio
+
+    async def both() -> tuple[object, object]:
+        inline, pooled = DecodePool(0), DecodePool(1)
+        try:
+            a = await inline.decode(raw, PB["content-type"], None, 1 << 20)
+            b = await pooled.decode(raw, PB["content-type"], None, 1 << 20)
+        finally:
+            inline.close()
+            pooled.close()
+        return a, b
+
+    a, b = asyncio.run(both())
+    records, rejected, errors = a  # type: ignore[misc]
+    pooled_records = b[0]  # type: ignore[index]
+    # the same records, but for the moment each was received
+    aligned = zip(records, pooled_records, strict=True)
+    assert [r.replace(received_at=p.received_at) for r, p in aligned] == pooled_records
+    assert len(records) == 2 and rejected == 0 and errors == []
+    assert {r.tenant_id for r in records} == {"inproc"}

@@ -45,6 +45,8 @@ class WriteResult:
 class _Job:
     records: list[UsageRecord]
     future: Future[WriteResult]
+    # attribution already resolved among this job's own records (see ingest/pool.py)
+    resolved: bool = False
 
 
 _STOP = object()
@@ -100,7 +102,12 @@ class BatchWriter:
         return self._thread is not None and self._thread.is_alive()
 
     # -- submitting --------------------------------------------------------------------
-    def submit(self, records: Sequence[UsageRecord]) -> Future[WriteResult]:
+    def submit(
+        self, records: Sequence[UsageRecord], *, resolved: bool = False
+    ) -> Future[WriteResult]:
+        """Queue records; the future completes when they are durable. ``resolved`` says
+        attribution was already resolved among these records (they are not re-resolved
+        unless their traces have spans stored or in other requests of the batch)."""
         fut: Future[WriteResult] = Future()
         if not records:
             fut.set_result(WriteResult(0, 0))
@@ -108,11 +115,11 @@ class BatchWriter:
         if not self.running:
             fut.set_exception(Unavailable("the ingest writer is not running"))
             return fut
-        self._queue.put(_Job(list(records), fut))
+        self._queue.put(_Job(list(records), fut, resolved))
         return fut
 
-    async def write(self, records: Sequence[UsageRecord]) -> WriteResult:
-        return await asyncio.wrap_future(self.submit(records))
+    async def write(self, records: Sequence[UsageRecord], *, resolved: bool = False) -> WriteResult:
+        return await asyncio.wrap_future(self.submit(records, resolved=resolved))
 
     def write_sync(self, records: Sequence[UsageRecord], timeout: float = 60.0) -> WriteResult:
         return self.submit(records).result(timeout)
@@ -156,7 +163,9 @@ class BatchWriter:
         seen: set[str] = set()
         fresh: list[UsageRecord] = []
         per_job_fresh: list[list[str]] = []
-        for job in jobs:
+        # event id -> index of its job when that job came resolved, else -1
+        origin: dict[str, int] = {}
+        for j, job in enumerate(jobs):
             ids: list[str] = []
             for r in job.records:
                 if r.event_id in seen:
@@ -164,6 +173,7 @@ class BatchWriter:
                 seen.add(r.event_id)
                 fresh.append(r)
                 ids.append(r.event_id)
+                origin[r.event_id] = j if job.resolved else -1
             per_job_fresh.append(ids)
         if fresh:
             start_min = min(r.start_time for r in fresh)
@@ -177,7 +187,7 @@ class BatchWriter:
                 fresh = [r for r in fresh if r.event_id not in stored_ids]
         else:
             stored_ids = set()
-        inserts, updates = self._resolve(fresh)
+        inserts, updates = self._resolve(fresh, origin)
         for r in inserts:
             self._price(r)
         self._store.write(inserts, updates)
@@ -191,7 +201,9 @@ class BatchWriter:
         self.duplicates += sum(r.duplicates for r in results)
         return results
 
-    def _resolve(self, fresh: list[UsageRecord]) -> tuple[list[UsageRecord], list[UsageRecord]]:
+    def _resolve(
+        self, fresh: list[UsageRecord], origin: dict[str, int]
+    ) -> tuple[list[UsageRecord], list[UsageRecord]]:
         traced = [r for r in fresh if r.trace_id]
         if not traced:
             return fresh, []
@@ -210,6 +222,10 @@ class BatchWriter:
             old = stored_by_trace.get(trace_id, [])
             if not old and len(new) == 1:
                 continue  # a lone new span: nothing to inherit or shadow yet
+            if not old:
+                jobs_of = {origin[r.event_id] for r in new}
+                if len(jobs_of) == 1 and -1 not in jobs_of:
+                    continue  # the whole trace so far came in one request, resolved there
             before = {s.event_id: attribution_key(s) for s in old}
             for r in resolve_trace([*old, *new]):  # resolves in place
                 if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id]:

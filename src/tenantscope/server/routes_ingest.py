@@ -13,44 +13,19 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from tenantscope.errors import TenantscopeError, UnsupportedMediaType, ValidationFailed
+from tenantscope.errors import UnsupportedMediaType, ValidationFailed
 from tenantscope.ingest.events import parse_events
-from tenantscope.ingest.normalize import normalize_span
-from tenantscope.ingest.otlp import JSON, decode_traces, decompress_body, media_type
+from tenantscope.ingest.otlp import JSON, decompress_body, media_type
 from tenantscope.ingest.writer import synthetic_ids
-from tenantscope.pricing.catalog import infer_provider
-from tenantscope.records import UsageRecord
 from tenantscope.server.body import read_body
 from tenantscope.server.services import Services
 
 router = APIRouter(tags=["ingest"])
 
-MAX_REPORTED_ERRORS = 10
-
 
 def _services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
-
-
-def _decode_otlp(
-    body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
-) -> tuple[list[UsageRecord], int, list[str]]:
-    decoded = decode_traces(body, content_type, encoding, max_bytes=max_bytes)
-    received = datetime.now(timezone.utc)
-    records: list[UsageRecord] = []
-    rejected = decoded.rejected
-    errors = list(decoded.errors)
-    for span in decoded.spans:
-        try:
-            records.append(
-                normalize_span(span, received_at=received, infer_provider=infer_provider)
-            )
-        except TenantscopeError as exc:
-            rejected += 1
-            if len(errors) < MAX_REPORTED_ERRORS:
-                errors.append(f"span {span.span_id}: {exc.message}")
-    return records, rejected, errors
 
 
 @router.post(
@@ -75,10 +50,10 @@ async def post_traces(request: Request) -> Response:
     limit = svc.settings.max_body_bytes
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
-    records, rejected, errors = await run_in_threadpool(
-        _decode_otlp, body, ctype, request.headers.get("content-encoding"), limit
+    records, rejected, errors = await svc.decoder.decode(
+        body, ctype, request.headers.get("content-encoding"), limit
     )
-    await svc.writer.write(records)
+    await svc.writer.write(records, resolved=True)
     message = "; ".join(errors)
     if ctype and ctype.split(";")[0].strip().lower() == "application/x-protobuf":
         resp = ExportTraceServiceResponse()

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from tenantscope.ingest.pool import DecodePool
 from tenantscope.ingest.writer import BatchWriter
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
@@ -28,6 +29,7 @@ class Services:
     pricer: Pricer
     queries: Queries
     writer: BatchWriter
+    decoder: DecodePool
     _overrides_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,6 +56,7 @@ class Services:
             pricer=pricer,
             queries=Queries(events, config),
             writer=writer,
+            decoder=DecodePool(settings.ingest_workers),
             _overrides_at=time.monotonic(),
         )
         holder.append(svc)
@@ -71,6 +74,7 @@ class Services:
         self.pricer.apply(record)
 
     def close(self) -> None:
+        self.decoder.close()
         self.writer.stop()
         self.events.close()
         self.config.close()

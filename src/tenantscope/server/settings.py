@@ -17,6 +17,11 @@ def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("tenantscope", appauthor=False))
 
 
+def _default_workers() -> int:
+    # one core stays with the server process (writer, API, DuckDB); the rest decode
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def _bytes(text: str) -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = text.strip().lower().removesuffix("b").removesuffix("i")
@@ -56,6 +61,12 @@ OPTIONS: tuple[Option, ...] = (
         float,
         "how far apart in time spans of one trace are still joined for attribution",
     ),
+    Option(
+        "ingest_workers",
+        lambda: _default_workers(),
+        int,
+        "processes decoding OTLP beside the server (0: decode in the server process)",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
 )
 
@@ -70,6 +81,7 @@ class Settings:
     duckdb_memory_limit: str
     duckdb_threads: int
     trace_window_hours: float
+    ingest_workers: int
     log_level: str
 
     @classmethod

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from tenantscope.records import MONEY_QUANTUM, MONEY_SCALE, RECORD_FIELDS, UsageRecord
@@ -103,21 +104,41 @@ def quantize_money(value: Decimal | None) -> Decimal | None:
     return q
 
 
-# One encoder/decoder, built once: json.dumps with options builds a new encoder per call.
-_ENCODE = json.JSONEncoder(
+# The stdlib encoder, built once (json.dumps with options builds one per call), for what
+# orjson refuses (integers beyond 64 bits).
+_STD_ENCODE = json.JSONEncoder(
     ensure_ascii=False,
     separators=(",", ":"),
     # attribute values are already JSON-like after decoding; anything odd that slips through
     # (bytes, datetimes) is kept readable rather than failing a whole batch.
     default=str,
 ).encode
-_DECODE = json.JSONDecoder().decode
+
+
+def _encode(value: Any) -> str:
+    # orjson is several times faster; every stored record has its attributes encoded
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _STD_ENCODE(value)
+
+
+_STD_DECODE = json.JSONDecoder().decode
+
+
+def _decode(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return _STD_DECODE(text)  # e.g. integers beyond 64 bits
+
+
 _UTC_TS = pa.timestamp("us", tz="UTC")
 _NAIVE_TS = pa.timestamp("us")
 
 
 def dumps_json(value: Any) -> str:
-    return _ENCODE(value)
+    return _encode(value)
 
 
 def _time_array(values: list[Any]) -> pa.Array:
@@ -153,7 +174,7 @@ def records_to_arrow(records: Sequence[UsageRecord]) -> pa.Table:
             columns.append(_money_array(values))
             continue
         if name in JSON_FIELDS:
-            values = [_ENCODE(v) if v else ("{}" if name == "attributes" else "[]") for v in values]
+            values = [_encode(v) if v else ("{}" if name == "attributes" else "[]") for v in values]
         elif name in LIST_FIELDS:
             values = [list(v) for v in values]
         columns.append(pa.array(values, type=ARROW_SCHEMA.field(name).type))
@@ -173,7 +194,7 @@ def row_to_record(row: Mapping[str, Any]) -> UsageRecord:
         if name in TIME_FIELDS:
             value = to_utc_aware(value)
         elif name in JSON_FIELDS:
-            value = _DECODE(value) if value else ({} if name == "attributes" else [])
+            value = _decode(value) if value else ({} if name == "attributes" else [])
         elif name in LIST_FIELDS:
             value = tuple(value or ())
         elif name in DECIMAL_FIELDS:
@@ -202,7 +223,7 @@ def arrow_to_records(table: pa.Table | pa.RecordBatch) -> list[UsageRecord]:
             values = _utc_list(values)
         elif name in JSON_FIELDS:
             empty: Any = {} if name == "attributes" else []
-            values = [_DECODE(v) if v else type(empty)() for v in values]
+            values = [_decode(v) if v else type(empty)() for v in values]
         elif name in LIST_FIELDS:
             values = [tuple(v) if v else () for v in values]
         elif name in STRING_FIELDS:

@@ -1,0 +1,103 @@
+"""OTLP decoding and normalisation, in worker processes when the machine has cores to spare.
+
+Decoding protobuf into attribute dicts and normalising each span is pure Python work per
+span; in the server process it competes for the interpreter lock with the writer and the
+API. ``DecodePool(workers=N)`` runs it in N worker processes (spawned, so no lock or DuckDB
+handle is inherited) and ships records back as plain tuples, which pickle cheaply.
+``workers=0`` decodes in the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import operator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from tenantscope.errors import TenantscopeError
+from tenantscope.ingest.attribution import resolve_trace
+from tenantscope.ingest.normalize import normalize_span
+from tenantscope.ingest.otlp import decode_traces
+from tenantscope.pricing.catalog import infer_provider
+from tenantscope.records import RECORD_FIELDS, UsageRecord
+
+log = logging.getLogger("tenantscope.ingest")
+
+MAX_REPORTED_ERRORS = 10
+_AS_TUPLE = operator.attrgetter(*RECORD_FIELDS)
+
+Decoded = tuple[list[UsageRecord], int, list[str]]
+
+
+def decode_otlp(
+    body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
+) -> Decoded:
+    """Decode an OTLP request, normalise its spans and resolve attribution among them:
+    (records, rejected, messages). Raises TenantscopeError for a body that is not OTLP."""
+    decoded = decode_traces(body, content_type, encoding, max_bytes=max_bytes)
+    received = datetime.now(timezone.utc)
+    records: list[UsageRecord] = []
+    rejected = decoded.rejected
+    errors = list(decoded.errors)
+    for span in decoded.spans:
+        try:
+            records.append(
+                normalize_span(span, received_at=received, infer_provider=infer_provider)
+            )
+        except TenantscopeError as exc:
+            rejected += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(f"span {span.span_id}: {exc.message}")
+    # Resolve the traces of this request here, off the writer thread; the writer then only
+    # re-resolves traces that also have spans stored or in other requests.
+    by_trace: dict[str, list[UsageRecord]] = {}
+    for r in records:
+        by_trace.setdefault(r.trace_id, []).append(r)
+    for group in by_trace.values():
+        if len(group) > 1:
+            resolve_trace(group)
+    return records, rejected, errors
+
+
+def _decode_in_worker(
+    body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
+) -> tuple[list[tuple[Any, ...]], int, list[str]]:
+    records, rejected, errors = decode_otlp(body, content_type, encoding, max_bytes)
+    return [_AS_TUPLE(r) for r in records], rejected, errors
+
+
+def _warm_up() -> None:
+    """Import and prime the catalog in a fresh worker before the first request."""
+    infer_provider("gpt-4o")
+
+
+class DecodePool:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        if workers > 0:
+            ctx = multiprocessing.get_context("spawn")
+            self._executor = ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_warm_up
+            )
+
+    async def decode(
+        self, body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
+    ) -> Decoded:
+        if self._executor is None:
+            return await run_in_threadpool(decode_otlp, body, content_type, encoding, max_bytes)
+        loop = asyncio.get_running_loop()
+        rows, rejected, errors = await loop.run_in_executor(
+            self._executor, _decode_in_worker, body, content_type, encoding, max_bytes
+        )
+        return [UsageRecord(*row) for row in rows], rejected, errors
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
