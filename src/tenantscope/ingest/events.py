@@ -75,29 +75,8 @@ from tenantscope.records import BILLABLE_STATES, STATUSES, BillableState, Kind, 
 
 MAX_ITEMS = 1000
 
-_STRING_FIELDS = (
-    "tenant_id",
-    "workspace_id",
-    "user_id",
-    "session_id",
-    "feature",
-    "billable_action",
-    "customer_visible_label",
-    "environment",
-    "service",
-    "model",
-    "operation",
-    "response_id",
-    "name",
-    "error_type",
-)
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
+_STRING_FIELDS = (*limits.ID_FIELDS, "name", "error_type")
+_TOKEN_FIELDS = limits.TOKEN_FIELDS
 FIELDS: frozenset[str] = frozenset(
     _STRING_FIELDS
     + _TOKEN_FIELDS

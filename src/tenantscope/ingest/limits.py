@@ -47,6 +47,31 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _DIGITS = re.compile("[0-9]{1,20}")
 
 
+# Record fields that both ingest paths read as identifier-like strings (checked with
+# check_id), and the token count fields.
+ID_FIELDS: tuple[str, ...] = (
+    "tenant_id",
+    "workspace_id",
+    "user_id",
+    "session_id",
+    "feature",
+    "billable_action",
+    "customer_visible_label",
+    "environment",
+    "service",
+    "model",
+    "operation",
+    "response_id",
+)
+TOKEN_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
 def fail(field: str, message: str) -> NoReturn:
     raise ValidationFailed(f"{field}: {message}", details={"field": field})
 

@@ -75,27 +75,8 @@ DROPPED_ATTRIBUTES = "tenantscope.dropped_attributes"
 NON_CALL_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TOKEN_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
-_ID_FIELDS = (
-    "tenant_id",
-    "workspace_id",
-    "user_id",
-    "session_id",
-    "feature",
-    "billable_action",
-    "customer_visible_label",
-    "environment",
-    "service",
-    "model",
-    "operation",
-    "response_id",
-)
+_TOKEN_FIELDS = limits.TOKEN_FIELDS
+_ID_FIELDS = limits.ID_FIELDS
 _READ_ATTRIBUTES = frozenset(
     [name for names in semconv.ACCEPT.values() for name in names]
     + [semconv.BAGGAGE_PREFIX + name for f in semconv.BAGGAGE_FIELDS for name in semconv.ACCEPT[f]]
