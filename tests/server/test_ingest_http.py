@@ -253,3 +253,32 @@ def test_decoding_in_the_server_process_gives_the_same_records(tmp_path: Path) -
     assert [r.replace(received_at=p.received_at) for r, p in aligned] == pooled_records
     assert len(records) == 2 and rejected == 0 and errors == []
     assert {r.tenant_id for r in records} == {"inproc"}
+
+
+def test_a_killed_decode_worker_is_replaced_and_no_request_fails() -> None:
+    import asyncio
+    import os
+    import signal
+
+    from tenantscope.ingest.pool import DecodePool
+
+    raw = request([llm_span(40, tenant="survivor")]).SerializeToString()
+
+    async def run() -> None:
+        pool = DecodePool(1)
+        try:
+            first = await pool.decode(raw, PB["content-type"], None, 1 << 20)
+            assert len(first[0]) == 1
+            executor = pool._executor
+            assert executor is not None
+            for pid in list(executor._processes):  # the worker process(es)
+                os.kill(pid, signal.SIGKILL)
+            again = await pool.decode(raw, PB["content-type"], None, 1 << 20)
+            assert [r.tenant_id for r in again[0]] == ["survivor"]
+            third = await pool.decode(raw, PB["content-type"], None, 1 << 20)
+            assert len(third[0]) == 1
+            assert pool.restarts == 1
+        finally:
+            pool.close()
+
+    asyncio.run(run())

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import operator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from typing import Any
 
@@ -79,22 +80,36 @@ def _warm_up() -> None:
 class DecodePool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._executor: ProcessPoolExecutor | None = None
-        if workers > 0:
-            ctx = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_warm_up
-            )
+        self.restarts = 0
+        self._executor: ProcessPoolExecutor | None = self._start() if workers > 0 else None
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_warm_up,
+        )
 
     async def decode(
         self, body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
     ) -> Decoded:
-        if self._executor is None:
+        executor = self._executor
+        if executor is None:
             return await run_in_threadpool(decode_otlp, body, content_type, encoding, max_bytes)
         loop = asyncio.get_running_loop()
-        rows, rejected, errors = await loop.run_in_executor(
-            self._executor, _decode_in_worker, body, content_type, encoding, max_bytes
-        )
+        try:
+            rows, rejected, errors = await loop.run_in_executor(
+                executor, _decode_in_worker, body, content_type, encoding, max_bytes
+            )
+        except BrokenProcessPool:
+            # a worker died (killed, out of memory): start new ones for the next requests
+            # and decode this one here, so the sender sees no failure
+            log.warning("an ingest decode worker died; restarting the decode workers")
+            if self._executor is executor:
+                self.restarts += 1
+                self._executor = self._start()
+                executor.shutdown(wait=False, cancel_futures=True)
+            return await run_in_threadpool(decode_otlp, body, content_type, encoding, max_bytes)
         return [UsageRecord(*row) for row in rows], rejected, errors
 
     def close(self) -> None:

@@ -51,5 +51,8 @@ def metrics(request: Request) -> str:
         "# HELP tenantscope_ingest_failed_batches_total Batches that failed to store.",
         "# TYPE tenantscope_ingest_failed_batches_total counter",
         f"tenantscope_ingest_failed_batches_total {w.failures}",
+        "# HELP tenantscope_ingest_decode_worker_restarts_total Decode worker pools replaced.",
+        "# TYPE tenantscope_ingest_decode_worker_restarts_total counter",
+        f"tenantscope_ingest_decode_worker_restarts_total {svc.decoder.restarts}",
     ]
     return "\n".join(lines) + "\n"
