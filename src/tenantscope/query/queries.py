@@ -75,6 +75,9 @@ METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate"
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 5000
 TRACE_STATUSES = ("ok", "error", "cancelled")
+# How far from its root a trace's spans are looked for when totalling a listed trace (the
+# ingest writer joins spans of one trace over the same distance by default).
+TRACE_SPAN_HOURS = 6
 
 
 @dataclass(slots=True)
@@ -410,25 +413,31 @@ class Queries:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[TraceRow]:
+        """Traces whose root span started in the range, newest first. A filter matches a
+        trace when any of its spans matches (status ``ok``: none failed).
+
+        Two steps, so the cost follows the page, not the range: the newest matching root
+        spans (a top-N over one row per trace), then the totals of just those traces."""
         lim = check_limit(limit)
         if status is not None and status != "" and status not in TRACE_STATUSES:
             raise BadRequest(f"status must be one of {', '.join(TRACE_STATUSES)}")
         if tenant_id is not None and not scope.allows(tenant_id):
             return Page[TraceRow](items=[])
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        inner = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        inner.eq("user_id", user_id, "f_user").eq("session_id", session_id, "f_session")
-        inner.eq("model", model, "f_model").eq("feature", feature, "f_feature")
-        if len(inner.clauses) > len(w.clauses):
-            w.add(f"trace_id IN (SELECT trace_id FROM records {inner.sql})", **inner.params)
-        having: list[str] = []
-        params = dict(w.params)
-        if status == "error":
-            having.append("max(CASE WHEN status = 'error' THEN 1 ELSE 0 END) = 1")
-        elif status == "cancelled":
-            having.append("max(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) = 1")
+        roots = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        roots.add("parent_span_id = ''")
+        in_range = "SELECT trace_id FROM records WHERE start_time >= :start AND start_time < :end"
+        for column, value, name in (
+            ("user_id", user_id, "f_user"),
+            ("session_id", session_id, "f_session"),
+            ("model", model, "f_model"),
+            ("feature", feature, "f_feature"),
+        ):
+            if value:
+                roots.add(f"trace_id IN ({in_range} AND {column} = :{name})", **{name: value})
+        if status in ("error", "cancelled"):
+            roots.add(f"trace_id IN ({in_range} AND status = :f_status)", f_status=status)
         elif status == "ok":
-            having.append("max(CASE WHEN status <> 'ok' THEN 1 ELSE 0 END) = 0")
+            roots.add(f"trace_id NOT IN ({in_range} AND status <> 'ok')")
         cur = decode_cursor(cursor)
         if cur is not None:
             try:
@@ -438,15 +447,33 @@ class Queries:
                 raise BadRequest(
                     "cursor is not valid: pass next_cursor from a previous page"
                 ) from None
-            having.append(
-                "(min(start_time) < :c_time OR (min(start_time) = :c_time AND trace_id < :c_id))"
+            roots.add(
+                "(start_time < :c_time OR (start_time = :c_time AND trace_id < :c_id))",
+                c_time=c_time,
+                c_id=c_id,
             )
-            params.update(c_time=c_time, c_id=c_id)
-        having_sql = "HAVING " + " AND ".join(having) if having else ""
+        head = self._fetch(
+            f"""SELECT trace_id, start_time, name FROM records {roots.sql}
+                ORDER BY start_time DESC, trace_id DESC LIMIT :lim""",
+            {**roots.params, "lim": lim + 1},
+        )
+        more = len(head) > lim
+        head = head[:lim]
+        if not head:
+            return Page[TraceRow](items=[])
+        ids = [r["trace_id"] for r in head]
+        window = timedelta(hours=TRACE_SPAN_HOURS)
+        lo = min(r["start_time"] for r in head) - window
+        hi = max(r["start_time"] for r in head) + window
+        w = _Where.of(scope).add(
+            f"start_time BETWEEN :lo AND :hi AND {self._d.contains('ids', 'trace_id')}",
+            lo=lo,
+            hi=hi,
+            ids=ids,
+        )
         models = self._d.distinct_concat("CASE WHEN model <> '' THEN model END")
         sql = f"""
             SELECT trace_id,
-                coalesce(max(CASE WHEN parent_span_id = '' THEN name END), min(name)) AS name,
                 max(tenant_id) AS tenant_id, max(user_id) AS user_id,
                 max(session_id) AS session_id,
                 min(start_time) AS start_time, max(end_time) AS end_time,
@@ -459,35 +486,37 @@ class Queries:
                     ELSE 0 END) AS worst,
                 {models} AS models
             FROM records {w.sql}
-            GROUP BY trace_id {having_sql}
-            ORDER BY start_time DESC, trace_id DESC
-            LIMIT :lim"""
-        rows = self._fetch(sql, {**params, "lim": lim + 1})
-        more = len(rows) > lim
-        rows = rows[:lim]
-        items = [
-            TraceRow(
-                trace_id=r["trace_id"],
-                name=r["name"] or "",
-                tenant_id=r["tenant_id"],
-                user_id=r["user_id"],
-                session_id=r["session_id"],
-                start_time=_aware(r["start_time"]),
-                duration_ms=round((r["end_time"] - r["start_time"]).total_seconds() * 1000.0, 3),
-                spans=_int(r["spans"]),
-                requests=_int(r["requests"]),
-                input_tokens=_int(r["input_tokens"]),
-                output_tokens=_int(r["output_tokens"]),
-                total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
-                cost_usd=_money(r["cost_usd"]),
-                status=("ok", "cancelled", "error")[_int(r["worst"])],
-                models=[m for m in (r["models"] or "").split(",") if m],
+            GROUP BY trace_id"""
+        agg = {r["trace_id"]: r for r in self._fetch(sql, w.params)}
+        items = []
+        for h in head:
+            r = agg.get(h["trace_id"])
+            if r is None:  # pragma: no cover - the root itself is always in the window
+                continue
+            items.append(
+                TraceRow(
+                    trace_id=h["trace_id"],
+                    name=h["name"] or "",
+                    tenant_id=r["tenant_id"],
+                    user_id=r["user_id"],
+                    session_id=r["session_id"],
+                    start_time=_aware(r["start_time"]),
+                    duration_ms=round(
+                        (r["end_time"] - r["start_time"]).total_seconds() * 1000.0, 3
+                    ),
+                    spans=_int(r["spans"]),
+                    requests=_int(r["requests"]),
+                    input_tokens=_int(r["input_tokens"]),
+                    output_tokens=_int(r["output_tokens"]),
+                    total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
+                    cost_usd=_money(r["cost_usd"]),
+                    status=("ok", "cancelled", "error")[_int(r["worst"])],
+                    models=[m for m in (r["models"] or "").split(",") if m],
+                )
             )
-            for r in rows
-        ]
         nxt = None
-        if more and rows:
-            last = rows[-1]
+        if more:
+            last = head[-1]
             nxt = encode_cursor({"t": last["start_time"].isoformat(), "id": last["trace_id"]})
         return Page[TraceRow](items=items, next_cursor=nxt)
 
