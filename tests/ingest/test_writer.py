@@ -118,3 +118,19 @@ def test_writer_not_running_refuses(services: Services) -> None:
     w = BatchWriter(services.events, services.price)
     fut = w.submit([llm("x", "", "", "")])
     assert fut.exception() is not None
+
+
+def test_retry_windows_for_explicit_and_arrival_stamped_times(services: Services) -> None:
+    base = llm("r1", "", "", "", tenant_id="t")
+    assert services.writer.write_sync([base]).accepted == 1
+    # same id, timestamp re-computed by a retry minutes later: a duplicate
+    shifted = base.replace(start_time=base.start_time + timedelta(minutes=3))
+    assert services.writer.write_sync([shifted]).duplicates == 1
+    # an event stamped on arrival (no timestamp sent) is recognised hours later too
+    now = datetime.now(timezone.utc)
+    stamped = llm("r2", "", "", "", tenant_id="t", start_time=now, received_at=now)
+    assert services.writer.write_sync([stamped]).accepted == 1
+    later = now + timedelta(hours=5)
+    again = stamped.replace(start_time=later, received_at=later)
+    assert services.writer.write_sync([again]).duplicates == 1
+    assert services.events.count() == 2

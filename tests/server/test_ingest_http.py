@@ -140,6 +140,7 @@ def event(i: int, **kw: object) -> dict[str, object]:
 
 def test_events_batch_stores_valid_items_and_names_bad_ones(server: RunningServer) -> None:
     batch = [event(1), event(2, input_tokens=-5), event(3, tenant_id="x" * 10_000), event(4)]
+    first, fourth = batch[0], batch[3]
     resp = server.client.post("/v1/events", json=batch)
     assert resp.status_code == 200, resp.text
     out = resp.json()
@@ -149,8 +150,11 @@ def test_events_batch_stores_valid_items_and_names_bad_ones(server: RunningServe
         (2, "tenant_id"),
     }
     # idempotent: the same batch again adds nothing
-    again = server.client.post("/v1/events", json={"events": [event(1), event(4)]}).json()
+    again = server.client.post("/v1/events", json={"events": [first, fourth]}).json()
     assert again["accepted"] == 0 and again["duplicates"] == 2
+    # a sloppy retry that re-computed its timestamp a little later is still recognised
+    sloppy = server.client.post("/v1/events", json=[{**first, "timestamp": None}]).json()
+    assert sloppy["duplicates"] == 1
     u = usage(server, "events-co")
     assert u["request_count"] == 2 and u["token_count"] == 5000
     # events appear as one-span traces

@@ -31,8 +31,11 @@ log = logging.getLogger("tenantscope.ingest")
 DEFAULT_TRACE_WINDOW = timedelta(hours=6)
 # A re-sent span or event carries the start time of its first copy (exporters resend the
 # same bytes); an event without a timestamp gets the time it was received, so a retry of it
-# differs by the retry delay. Already-stored ids are looked for this far around a batch.
+# differs by the retry delay: such ids are looked for this far around their arrival.
 DEFAULT_DEDUPE_WINDOW = timedelta(hours=24)
+# A client that re-computes an event's timestamp when it retries shifts it by about the
+# retry delay; ids with explicit times are also looked for this far around the batch.
+RETRY_SKEW = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,18 +178,9 @@ class BatchWriter:
                 ids.append(r.event_id)
                 origin[r.event_id] = j if job.resolved else -1
             per_job_fresh.append(ids)
-        if fresh:
-            start_min = min(r.start_time for r in fresh)
-            start_max = max(r.start_time for r in fresh)
-            stored_ids = self._store.existing_event_ids(
-                [r.event_id for r in fresh],
-                start_min - self._dedupe_window,
-                start_max + self._dedupe_window,
-            )
-            if stored_ids:
-                fresh = [r for r in fresh if r.event_id not in stored_ids]
-        else:
-            stored_ids = set()
+        stored_ids = self._stored_ids(fresh)
+        if stored_ids:
+            fresh = [r for r in fresh if r.event_id not in stored_ids]
         inserts, updates = self._resolve(fresh, origin)
         for r in inserts:
             self._price(r)
@@ -200,6 +194,26 @@ class BatchWriter:
             results.append(WriteResult(accepted, len(job.records) - accepted))
         self.duplicates += sum(r.duplicates for r in results)
         return results
+
+    def _stored_ids(self, fresh: list[UsageRecord]) -> set[str]:
+        """Which of these records' ids are stored already.
+
+        A re-sent span or event carries its original's start time, so the look-up is
+        bounded by the batch's own time range (plus ``RETRY_SKEW``) and the store skips all
+        older data. Only
+        records stamped with their arrival time (events sent without a timestamp) are
+        looked for within the wider dedupe window, since a retry of them arrives later."""
+        exact = [r for r in fresh if r.start_time != r.received_at]
+        stamped = [r for r in fresh if r.start_time == r.received_at]
+        found: set[str] = set()
+        for group, margin in ((exact, RETRY_SKEW), (stamped, self._dedupe_window)):
+            if group:
+                found |= self._store.existing_event_ids(
+                    [r.event_id for r in group],
+                    min(r.start_time for r in group) - margin,
+                    max(r.start_time for r in group) + margin,
+                )
+        return found
 
     def _resolve(
         self, fresh: list[UsageRecord], origin: dict[str, int]
