@@ -230,3 +230,20 @@ def test_demo_loads_through_the_real_ingest_path(data_dir: Path) -> None:
         assert svc.config.get_tenant("apex-legal").sla_p95_ms == 2000  # type: ignore[union-attr]
     finally:
         svc.close()
+
+
+def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
+    served: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "srv")}
+    res = subprocess.run(
+        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 1
+    assert "already running on this data dir" in res.stderr.replace("\n", " ")
+    assert "Traceback" not in res.stderr

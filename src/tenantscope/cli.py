@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -25,6 +25,9 @@ from tenantscope.query.params import TimeRange, parse_time
 from tenantscope.server.settings import Settings
 from tenantscope.storage.base import TENANT_SETTABLE, ConfigStore, EventStore, PriceOverride
 
+if TYPE_CHECKING:
+    from tenantscope.server.services import Services
+
 app = typer.Typer(
     help="Per-tenant cost, usage and SLA for the LLM calls of B2B AI products.",
     no_args_is_help=True,
@@ -36,7 +39,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(prices_app, name="prices")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DataDirOpt = Annotated[
     Path | None,
@@ -75,13 +78,8 @@ def _events(settings: Settings) -> EventStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         return DuckDBEventStore(settings.events_path, memory_limit=settings.duckdb_memory_limit)
-    except Exception as exc:
-        if "lock" in str(exc).lower():
-            _fail(
-                f"{settings.events_path} is in use by a running server; stop it first"
-                " (or, for usage, pass --url to ask the server)"
-            )
-        raise
+    except TenantscopeError as exc:
+        _fail(exc.message)
 
 
 def _range(start: str | None, end: str | None, default: timedelta) -> TimeRange:
@@ -97,6 +95,8 @@ def _configure_logging(level: str) -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # migrations run at every start; their INFO lines say nothing an operator needs
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @app.callback(invoke_without_command=True)
@@ -109,13 +109,24 @@ def _root(
 
 
 # --- serve / demo ---------------------------------------------------------------------------
-def _make_server(settings: Settings) -> Any:
+def _open_services(settings: Settings) -> Services:
+    """Open the stores before serving, so a data dir in use (or unreadable) is one clear
+    line instead of a traceback from inside the server's startup."""
+    from tenantscope.server.services import Services
+
+    try:
+        return Services.open(settings)
+    except TenantscopeError as exc:
+        _fail(exc.message)
+
+
+def _make_server(settings: Settings, services: Services) -> Any:
     import uvicorn
 
     from tenantscope.server.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, services=services),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -135,8 +146,12 @@ def _tune_gc() -> None:
 
 
 def _run_server(settings: Settings) -> None:
-    _tune_gc()
-    _make_server(settings).run()
+    services = _open_services(settings)
+    try:
+        _tune_gc()
+        _make_server(settings, services).run()
+    finally:
+        services.close()
 
 
 @app.command()
@@ -189,7 +204,8 @@ def demo(
         )
     cfg.close()
 
-    server = _make_server(settings)
+    services = _open_services(settings)
+    server = _make_server(settings, services)
     thread = threading.Thread(target=server.run, name="tenantscope-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -232,9 +248,9 @@ def demo(
     except KeyboardInterrupt:
         pass
     finally:
-        # a clean shutdown closes the stores (checkpointing the event file)
         server.should_exit = True
         thread.join(30)
+        services.close()  # checkpoints the event file
 
 
 # --- tenants --------------------------------------------------------------------------------

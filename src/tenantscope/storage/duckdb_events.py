@@ -180,7 +180,15 @@ class DuckDBEventStore(EventStore):
         if threads is not None:
             config["threads"] = threads
         self.path = target
-        self._conn = duckdb.connect(target, config=config)
+        try:
+            self._conn = duckdb.connect(target, config=config)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise errors.Unavailable(
+                    f"the event store {target} is in use by another process (is a tenantscope"
+                    " server already running on this data dir?)"
+                ) from exc
+            raise errors.Unavailable(f"cannot open the event store {target}: {exc}") from exc
         # a bar drawn on the server's terminal during long statements is noise
         self._conn.execute("SET enable_progress_bar = false")
         try:
