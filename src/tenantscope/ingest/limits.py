@@ -16,6 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
 from tenantscope.errors import ValidationFailed
+from tenantscope.records import INHERITED_FIELDS
 
 # Tenant/workspace/user/session ids, feature, billable action, labels, environment, service,
 # provider, model, operation, error type, trace/span ids of events: a longer value is rejected
@@ -50,13 +51,7 @@ _DIGITS = re.compile("[0-9]{1,20}")
 # Record fields that both ingest paths read as identifier-like strings (checked with
 # check_id), and the token count fields.
 ID_FIELDS: tuple[str, ...] = (
-    "tenant_id",
-    "workspace_id",
-    "user_id",
-    "session_id",
-    "feature",
-    "billable_action",
-    "customer_visible_label",
+    *INHERITED_FIELDS,
     "environment",
     "service",
     "model",
