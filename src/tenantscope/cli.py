@@ -241,7 +241,7 @@ def demo(
     for row in top.get("items", []):
         table.add_row(row["tenant_id"], str(row["requests"]), row["cost_usd"])
     console.print(table)
-    console.print(f"open [bold]{url}/api/tenants[/bold] (API docs: {url}/docs)")
+    console.print(f"open [bold]{url}/[/bold]: tenants at {url}/api/tenants, API docs at {url}/docs")
     try:
         while serve_after and thread.is_alive():
             thread.join(1.0)

@@ -10,6 +10,23 @@ from tenantscope.server.services import Services
 router = APIRouter(tags=["health"])
 
 
+@router.get("/", summary="Where to go from here (the dashboard will live here)")
+def index(request: Request) -> dict[str, object]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "name": "tenantscope",
+        "links": {
+            "api_docs": f"{base}/docs",
+            "openapi": f"{base}/openapi.json",
+            "tenants": f"{base}/api/tenants",
+            "traces": f"{base}/api/traces",
+            "sla": f"{base}/api/sla",
+            "otlp_traces": f"{base}/v1/traces",
+            "events": f"{base}/v1/events",
+        },
+    }
+
+
 @router.get("/healthz", summary="The process is up")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
