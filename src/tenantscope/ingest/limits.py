@@ -190,8 +190,16 @@ def _json_bound(value: Any, depth: int = 0) -> int | None:
     total = 2
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str):
+            if type(k) is not str:
                 return None
+            # flat string and small int values (almost every span attribute) inline
+            tv = type(v)
+            if tv is str:
+                total += 6 * (len(k) + len(v)) + 8
+                continue
+            if tv is int and -(10**18) < v < 10**18:
+                total += 6 * len(k) + 28
+                continue
             inner = _json_bound(v, depth + 1)
             if inner is None:
                 return None

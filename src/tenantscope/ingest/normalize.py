@@ -210,9 +210,10 @@ class _Lookup:
         return None if hit is None else hit[1]
 
     def text(self, field: str) -> str:
-        value = self.raw(field)
-        if value is None:
+        hit = self._found.get(field)
+        if hit is None:
             return ""
+        value = hit[1]
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         return limits.check_id(field, value)
