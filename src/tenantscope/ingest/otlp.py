@@ -190,8 +190,17 @@ def _pb_span(span: Any, resource: dict[str, Any], scope_name: str) -> RawSpan:
     )
 
 
+_SCALAR_KINDS = frozenset({"string_value", "bool_value", "int_value"})
+
+
 def _pb_attributes(key_values: Iterable[Any], depth: int) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value, depth) for kv in key_values}
+    out: dict[str, Any] = {}
+    for kv in key_values:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        # strings, ints and bools (nearly all attributes) need no conversion
+        out[kv.key] = getattr(value, kind) if kind in _SCALAR_KINDS else _pb_value(value, depth)
+    return out
 
 
 def _pb_value(value: Any, depth: int) -> Any:
