@@ -247,3 +247,56 @@ def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
     assert res.returncode == 1
     assert "already running on this data dir" in res.stderr.replace("\n", " ")
     assert "Traceback" not in res.stderr
+
+
+def test_stopping_the_server_stops_its_decode_workers(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TENANTSCOPE_DATA_DIR": str(tmp_path / "w"),
+        "TENANTSCOPE_INGEST_WORKERS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        from tests.server.test_ingest_http import PB, llm_span, request
+
+        body = request([llm_span(1, tenant="w")]).SerializeToString()
+        assert httpx.post(f"{url}/v1/traces", content=body, headers=PB).status_code == 200
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert children  # the decode worker (and multiprocessing's resource tracker)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    deadline = time.monotonic() + 10
+    alive = [int(c) for c in children]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in alive if _running(pid)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as stopped
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}/stat").exists() else ""
+    return bool(stat) and stat.split()[2] != "Z"

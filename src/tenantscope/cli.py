@@ -126,7 +126,7 @@ def _make_server(settings: Settings, services: Services) -> Any:
     from tenantscope.server.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings, services=services),
+        create_app(settings, services=services, close_services=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

@@ -13,6 +13,9 @@ import asyncio
 import logging
 import multiprocessing
 import operator
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
@@ -72,9 +75,17 @@ def _decode_in_worker(
     return [_AS_TUPLE(r) for r in records], rejected, errors
 
 
-def _warm_up() -> None:
-    """Import and prime the catalog in a fresh worker before the first request."""
+def _warm_up(parent: int) -> None:
+    """Prime the catalog in a fresh worker, and make the worker leave with its server: a
+    worker blocks waiting for work and would otherwise outlive a server killed hard."""
     infer_provider("gpt-4o")
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="tenantscope-parent-watch", daemon=True).start()
 
 
 class DecodePool:
@@ -88,6 +99,7 @@ class DecodePool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_warm_up,
+            initargs=(os.getpid(),),
         )
 
     async def decode(

@@ -19,15 +19,26 @@ Money is an exact decimal string in USD, times are RFC 3339 UTC, lists are
 `{"items": [...], "next_cursor": ...}`, errors are `{"error": {"code", "message"}}`."""
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """Build the app. Given ``services`` are used as they are (and not closed by the app);
-    otherwise services are opened from ``settings`` at startup and closed at shutdown."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    services: Services | None = None,
+    close_services: bool = False,
+) -> FastAPI:
+    """Build the app. Given ``services`` are used as they are, and closed at shutdown only
+    with ``close_services``; otherwise services are opened from ``settings`` at startup and
+    closed at shutdown. (Closing in the lifespan matters: uvicorn re-raises SIGTERM once
+    the app has shut down, so code after ``Server.run()`` may never run.)"""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
             app.state.services = services
-            yield
+            try:
+                yield
+            finally:
+                if close_services:
+                    services.close()
             return
         svc = Services.open(settings or Settings.load())
         app.state.services = svc

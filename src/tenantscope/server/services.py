@@ -32,6 +32,7 @@ class Services:
     decoder: DecodePool
     _overrides_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Services:
@@ -74,6 +75,10 @@ class Services:
         self.pricer.apply(record)
 
     def close(self) -> None:
+        """Idempotent: the app's shutdown and the command that opened these both call it."""
+        if self._closed:
+            return
+        self._closed = True
         self.decoder.close()
         self.writer.stop()
         self.events.close()
