@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,16 +49,15 @@ class RunningServer:
     client: httpx.Client
 
 
-@pytest.fixture
-def server(services: Services) -> Iterator[RunningServer]:
-    """The real app served by uvicorn on a free port, over the ``services`` fixture."""
+@contextmanager
+def serve_app(services: Services) -> Iterator[RunningServer]:
+    """The real app over ``services``, served by uvicorn on its settings' port."""
     import uvicorn
 
     from tenantscope.server.app import create_app
 
-    app = create_app(services=services)
     config = uvicorn.Config(
-        app,
+        create_app(services=services),
         host="127.0.0.1",
         port=services.settings.port,
         log_level="warning",
@@ -72,7 +72,16 @@ def server(services: Services) -> Iterator[RunningServer]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     url = f"http://127.0.0.1:{services.settings.port}"
-    with httpx.Client(base_url=url, timeout=30) as client:
-        yield RunningServer(url, services, client)
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            yield RunningServer(url, services, client)
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(services: Services) -> Iterator[RunningServer]:
+    """The real app served by uvicorn on a free port, over the ``services`` fixture."""
+    with serve_app(services) as running:
+        yield running

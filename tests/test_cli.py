@@ -161,28 +161,33 @@ def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["export", "--format", "xml"]).exit_code == 1
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
+def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``tenantscope serve`` as a real subprocess on a free port, once it is ready."""
     port = free_port()
-    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "srv")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        env={**os.environ, "TENANTSCOPE_DATA_DIR": str(data_dir), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"tenantscope serve did not become ready (exit {proc.poll()})")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    proc, url = start_serve(tmp_path / "srv")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
@@ -250,29 +255,8 @@ def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
 
 
 def test_stopping_the_server_stops_its_decode_workers(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TENANTSCOPE_DATA_DIR": str(tmp_path / "w"),
-        "TENANTSCOPE_INGEST_WORKERS": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    proc, url = start_serve(tmp_path / "w", TENANTSCOPE_INGEST_WORKERS="1")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.1)
         from tests.server.test_ingest_http import PB, llm_span, request
 
         body = request([llm_span(1, tenant="w")]).SerializeToString()

@@ -48,7 +48,6 @@ __all__ = [
     "SERVICE_NAME",
     "DemoBatches",
     "DemoTenant",
-    "demo_batch_count",
     "demo_batches",
     "demo_tenants",
 ]
@@ -808,19 +807,4 @@ def demo_batches(
     few roots sent one batch later), oldest first, all ending before ``now``."""
     return DemoBatches(
         tenants, days=days, traces=traces, seed=seed, now=now, batch_spans=batch_spans
-    )
-
-
-def demo_batch_count(
-    tenants: list[DemoTenant],
-    *,
-    days: int = 7,
-    traces: int = 6000,
-    seed: int = 7,
-    now: datetime | None = None,
-    batch_spans: int = 500,
-) -> int:
-    """How many bodies ``demo_batches`` with the same arguments yields (``len()`` of it)."""
-    return len(
-        demo_batches(tenants, days=days, traces=traces, seed=seed, now=now, batch_spans=batch_spans)
     )

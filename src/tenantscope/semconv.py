@@ -20,6 +20,9 @@ CUSTOMER_VISIBLE_LABEL: Final = "tenantscope.customer_visible_label"
 BILLABLE_STATE: Final = "tenantscope.billable_state"
 EVENT_ID: Final = "tenantscope.event_id"
 SPAN_KIND: Final = "tenantscope.span.kind"
+# ok | error | cancelled, overriding what the OTLP status code says (e.g. a stream the app
+# closed early is cancelled, not an error)
+STATUS: Final = "tenantscope.status"
 # Set by our SDK when ``gen_ai.usage.input_tokens`` already includes cache tokens whatever
 # the provider (the OTel convention); without it Anthropic figures are read as the API sends
 # them (cache additive).

@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 
 from tenantscope.demo import demo_batches, demo_tenants
 from tenantscope.server.services import Services
-from tests.conftest import RunningServer, free_port, make_settings
+from tests.conftest import RunningServer, free_port, make_settings, serve_app
 
 PB = {"content-type": "application/x-protobuf"}
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -57,26 +57,12 @@ def usage_by_tenant(client: httpx.Client) -> dict[str, tuple[int, int, str]]:
 
 @pytest.fixture
 def second_server(tmp_path: Path) -> Iterator[RunningServer]:
-    import time
-
-    import uvicorn
-
-    from tenantscope.server.app import create_app
-
     svc = Services.open(make_settings(tmp_path / "second", port=free_port(), duckdb_threads=2))
-    srv = uvicorn.Server(
-        uvicorn.Config(create_app(services=svc), port=svc.settings.port, log_level="warning")
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    while not srv.started:
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{svc.settings.port}"
-    with httpx.Client(base_url=url, timeout=60) as client:
-        yield RunningServer(url, svc, client)
-    srv.should_exit = True
-    thread.join(10)
-    svc.close()
+    try:
+        with serve_app(svc) as running:
+            yield running
+    finally:
+        svc.close()
 
 
 def test_shuffled_concurrent_requests_count_like_whole_traces(

@@ -69,7 +69,6 @@ from tenantscope.records import (
     UsageRecord,
 )
 
-STATUS_ATTRIBUTE = "tenantscope.status"
 DROPPED_ATTRIBUTES = "tenantscope.dropped_attributes"
 # gen_ai.operation.name values that describe orchestration, not a model call.
 NON_CALL_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool"})
@@ -85,7 +84,7 @@ _READ_ATTRIBUTES = frozenset(
         semconv.INPUT_INCLUDES_CACHE,
         semconv.ERROR_TYPE,
         semconv.GEN_AI_OPERATION_NAME,
-        STATUS_ATTRIBUTE,
+        semconv.STATUS,
     ]
 )
 
@@ -342,7 +341,7 @@ def _outcome(span: RawSpan) -> tuple[Status, str, str]:
     )
     message = span.status_message or _text_or_empty(exception_attrs.get("exception.message"))
 
-    explicit = attributes.get(STATUS_ATTRIBUTE)
+    explicit = attributes.get(semconv.STATUS)
     status: Status
     if isinstance(explicit, str) and explicit in STATUSES:
         status = cast(Status, explicit)

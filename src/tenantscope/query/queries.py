@@ -826,9 +826,6 @@ class Queries:
             )
         return out
 
-    def tenant_configs(self, scope: Scope) -> list[TenantConfig]:
-        return [t for t in self.config.list_tenants() if scope.allows(t.tenant_id)]
-
 
 def _config_out(cfg: TenantConfig) -> TenantConfigOut:
     return TenantConfigOut(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from tenantscope.ingest.pool import DecodePool
@@ -21,6 +21,26 @@ from tenantscope.storage.sqlite_config import SQLiteConfigStore
 OVERRIDES_TTL_S = 5.0
 
 
+class LivePricer:
+    """Prices records with the operator's overrides as they are now: the CLI may change
+    them while the server runs, so they are re-read every ``OVERRIDES_TTL_S``."""
+
+    def __init__(self, config: ConfigStore) -> None:
+        self._config = config
+        self.pricer = Pricer(config.list_price_overrides())
+        self._read_at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, record: UsageRecord) -> None:
+        now = time.monotonic()
+        if now - self._read_at > OVERRIDES_TTL_S:
+            with self._lock:
+                if now - self._read_at > OVERRIDES_TTL_S:
+                    self.pricer.set_overrides(self._config.list_price_overrides())
+                    self._read_at = now
+        self.pricer.apply(record)
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -30,8 +50,7 @@ class Services:
     queries: Queries
     writer: BatchWriter
     decoder: DecodePool
-    _overrides_at: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    price: LivePricer
     _closed: bool = False
 
     @classmethod
@@ -43,36 +62,23 @@ class Services:
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads or None,
         )
-        pricer = Pricer(config.list_price_overrides())
-        holder: list[Services] = []
+        price = LivePricer(config)
         writer = BatchWriter(
-            events,
-            lambda r: holder[0].price(r),
-            trace_window=timedelta(hours=settings.trace_window_hours),
+            events, price, trace_window=timedelta(hours=settings.trace_window_hours)
         )
         svc = cls(
             settings=settings,
             events=events,
             config=config,
-            pricer=pricer,
+            pricer=price.pricer,
             queries=Queries(events, config),
             writer=writer,
             decoder=DecodePool(settings.ingest_workers),
-            _overrides_at=time.monotonic(),
+            price=price,
         )
-        holder.append(svc)
         if start_writer:
             writer.start()
         return svc
-
-    def price(self, record: UsageRecord) -> None:
-        now = time.monotonic()
-        if now - self._overrides_at > OVERRIDES_TTL_S:
-            with self._lock:
-                if now - self._overrides_at > OVERRIDES_TTL_S:
-                    self.pricer.set_overrides(self.config.list_price_overrides())
-                    self._overrides_at = now
-        self.pricer.apply(record)
 
     def close(self) -> None:
         """Idempotent: the app's shutdown and the command that opened these both call it."""

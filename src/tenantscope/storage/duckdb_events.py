@@ -242,22 +242,18 @@ class DuckDBEventStore(EventStore):
         """Recompute the rollup tables from ``records`` (after a bulk load that bypassed
         ``write``, or when opening a file written before rollups existed)."""
         with self._write_lock:
-            conn = self._conn
-            conn.begin()
-            try:
-                for table in rollups.TABLES:
-                    conn.execute(f"DELETE FROM {table}")
-                for stmt in rollups.delta_inserts("records"):
-                    conn.execute(stmt)
-                conn.execute("DELETE FROM tenantscope_meta WHERE key = 'rollups_version'")
-                conn.execute(
-                    "INSERT INTO tenantscope_meta VALUES ('rollups_version', $v)",
-                    {"v": ROLLUPS_VERSION},
-                )
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
+            _in_transaction(
+                self._conn,
+                [(f"DELETE FROM {table}", None) for table in rollups.TABLES]
+                + [(stmt, None) for stmt in rollups.delta_inserts("records")]
+                + [
+                    ("DELETE FROM tenantscope_meta WHERE key = 'rollups_version'", None),
+                    (
+                        "INSERT INTO tenantscope_meta VALUES ('rollups_version', $v)",
+                        {"v": ROLLUPS_VERSION},
+                    ),
+                ],
+            )
             self._dirty_records = 0
             self._dirty_since = None
 
@@ -270,14 +266,10 @@ class DuckDBEventStore(EventStore):
         if self._dirty_since is None:
             return
         since = self._dirty_since.replace(minute=0, second=0, microsecond=0)
-        cur.begin()
-        try:
-            for stmt in rollups.compact():
-                cur.execute(stmt, {"since": since} if "$since" in stmt else None)
-            cur.commit()
-        except BaseException:
-            cur.rollback()
-            raise
+        _in_transaction(
+            cur,
+            [(stmt, {"since": since} if "$since" in stmt else None) for stmt in rollups.compact()],
+        )
         self._dirty_records = 0
         self._dirty_since = None
 
@@ -472,6 +464,20 @@ class DuckDBEventStore(EventStore):
                 # Fold the WAL into the file so the next open need not replay it.
                 self._conn.execute("CHECKPOINT")
             self._conn.close()
+
+
+def _in_transaction(
+    cur: duckdb.DuckDBPyConnection, statements: list[tuple[str, dict[str, Any] | None]]
+) -> None:
+    """Run the statements as one transaction: all take effect or none."""
+    cur.begin()
+    try:
+        for sql, params in statements:
+            cur.execute(sql, params)
+        cur.commit()
+    except BaseException:
+        cur.rollback()
+        raise
 
 
 def _bounds(column: pa.ChunkedArray) -> tuple[datetime, datetime]:

@@ -137,10 +137,6 @@ _UTC_TS = pa.timestamp("us", tz="UTC")
 _NAIVE_TS = pa.timestamp("us")
 
 
-def dumps_json(value: Any) -> str:
-    return _encode(value)
-
-
 def _time_array(values: list[Any]) -> pa.Array:
     # Arrow converts aware values of any offset to UTC (naive ones are taken as UTC); the
     # cast then only drops the zone label.
