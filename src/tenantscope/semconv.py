@@ -145,3 +145,6 @@ PROVIDER_ALIASES: Final[dict[str, str]] = {
 
 # Providers whose API reports input tokens without the cache tokens (cache additive).
 CACHE_ADDITIVE_PROVIDERS: Final = frozenset({"anthropic"})
+# Instrumentation scopes (prefixes) whose spans follow the OTel convention (input includes
+# cache tokens) even for a cache-additive provider: anthropic 2.x's own spans do.
+CACHE_INCLUSIVE_SCOPES: Final = ("com.anthropic.sdk",)

@@ -322,6 +322,18 @@ def test_input_includes_cache_marker_keeps_anthropic_input(marker: Any) -> None:
     assert _norm(attributes).input_tokens == 1300
 
 
+def test_anthropic_sdk_own_spans_already_include_the_cache() -> None:
+    """anthropic 2.x emits spans of its own (scope com.anthropic.sdk.python) whose input
+    follows the OTel convention; adding the cache again would overcount."""
+    attributes = {
+        "gen_ai.provider.name": "anthropic",
+        **_ANTHROPIC_RAW,
+        "gen_ai.usage.input_tokens": 1300,
+    }
+    record = _norm(attributes, scope_name="com.anthropic.sdk.python")
+    assert record.input_tokens == 1300 and record.cache_read_tokens == 1000
+
+
 def test_openai_input_is_not_made_additive() -> None:
     attributes = {"gen_ai.system": "openai", **_ANTHROPIC_RAW, "gen_ai.usage.input_tokens": 1300}
     assert _norm(attributes).input_tokens == 1300

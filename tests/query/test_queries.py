@@ -233,3 +233,66 @@ def test_tenant_columns_agree_whichever_column_sorts(q: Queries) -> None:
     assert p95s == sorted(p95s)  # type: ignore[type-var]
     sessions = [t.sessions for t in q.tenants(ALL, WEEK, sort="sessions").items]
     assert sessions == sorted(sessions, reverse=True)
+
+
+@pytest.mark.parametrize(("slowest_ms", "compliant"), [(2010.0, False), (1995.0, True)])
+def test_sla_verdict_is_exact_next_to_the_target(
+    services: Services, slowest_ms: float, compliant: bool
+) -> None:
+    """The histogram is 2% wide; a p95 within that of the target is decided exactly."""
+    from tenantscope.records import UsageRecord
+
+    services.config.set_tenant("edge", tier="enterprise", sla_p95_ms=2000)
+    durations = [100.0 * (i + 1) for i in range(18)] + [slowest_ms, slowest_ms]  # 20 calls
+    records = []
+    for i, d in enumerate(durations):
+        start = NOW - timedelta(hours=2) + timedelta(seconds=i)
+        records.append(
+            UsageRecord(
+                event_id=f"edge-{i}",
+                trace_id=f"{i + 1:032x}",
+                span_id=f"{i + 1:016x}",
+                name="chat",
+                kind="llm",
+                tenant_id="edge",
+                model="gpt-4o-mini",
+                start_time=start,
+                end_time=start + timedelta(milliseconds=d),
+                duration_ms=d,
+            )
+        )
+    assert services.writer.write_sync(records).accepted == 20
+    (row,) = services.queries.sla(ALL, WEEK, tenant_id="edge")
+    exact = services.events.fetch(
+        "SELECT quantile_cont(duration_ms, 0.95) AS p FROM records WHERE tenant_id = 'edge'"
+    )[0]["p"]
+    assert row.p95_ms == round(float(exact), 3)  # shown exactly, not as a bucket value
+    assert row.compliant is compliant
+    assert row.within_target == (1.0 if compliant else 0.9)
+
+
+@pytest.mark.parametrize("sort", ["last_seen", "first_seen", "cost", "requests"])
+def test_actor_pages_follow_a_raw_ordering(q: Queries, sort: str) -> None:
+    """Paging one row at a time (ranked first, totals second, recent tails widened as
+    needed) gives the order and the exact totals of a plain scan."""
+    column = {"last_seen": "max(start_time)", "first_seen": "min(start_time)"}.get(
+        sort,
+        "sum(CASE WHEN kind = 'llm' AND NOT shadowed THEN cost_usd END)"
+        if sort == "cost"
+        else "sum(CASE WHEN kind = 'llm' AND NOT shadowed THEN 1 ELSE 0 END)",
+    )
+    raw = q.events.fetch(
+        f"""SELECT session_id, tenant_id, {column} AS k,
+                sum(CASE WHEN kind = 'llm' AND NOT shadowed THEN cost_usd END) AS cost
+            FROM records WHERE session_id <> '' GROUP BY tenant_id, session_id
+            ORDER BY k DESC NULLS LAST, session_id ASC, tenant_id ASC"""
+    )
+    got = []
+    cursor = None
+    while True:
+        page = q.sessions(ALL, WEEK, sort=sort, limit=1, cursor=cursor)
+        got += [(s.id, s.cost_usd) for s in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert got == [(r["session_id"], Decimal(r["cost"])) for r in raw]

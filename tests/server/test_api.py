@@ -146,7 +146,7 @@ def test_injection_payloads_are_data(api: RunningServer) -> None:
 
 def test_health_and_openapi_document_every_route(api: RunningServer) -> None:
     assert get(api, "/healthz") == {"status": "ok"}
-    links = get(api, "/")["links"]
+    links = get(api, "/api")["links"]
     assert links["tenants"] == f"{api.url}/api/tenants"
     assert get(api, "/readyz")["status"] == "ready"
     assert "tenantscope_ingest_records_total" in api.client.get("/metrics").text

@@ -21,7 +21,8 @@ Token convention of a record: ``input_tokens`` includes cache reads and cache wr
   so the figure is kept. Anthropic's API (``semconv.CACHE_ADDITIVE_PROVIDERS``) reports
   ``input_tokens`` without the cache, so input = reported + cache_read + cache_write —
   unless the span sets ``tenantscope.usage.input_includes_cache`` true (our SDK does when it
-  already summed them). For any other provider, an input smaller than cache_read +
+  already summed them) or comes from a scope in ``semconv.CACHE_INCLUSIVE_SCOPES``
+  (anthropic 2.x's own spans). For any other provider, an input smaller than cache_read +
   cache_write cannot include them, so it is read as additive too and the sum is taken.
 - Output. Kept as reported (OpenAI includes reasoning); if it is smaller than the reasoning
   count it cannot include it, so reasoning is added.
@@ -115,7 +116,11 @@ def normalize_span(
     cost = _reported_cost(lookup)
     kind = _kind(span.attributes, counts, cost, ids["model"], ids["operation"])
     provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
-    tokens = _normalize_tokens(counts, provider, span.attributes) if kind == "llm" else {}
+    tokens = (
+        _normalize_tokens(counts, provider, span.attributes, span.scope_name)
+        if kind == "llm"
+        else {}
+    )
 
     status, error_type, error_message = _outcome(span)
     billable = span.attributes.get(semconv.BILLABLE_STATE)
@@ -272,11 +277,13 @@ def _provider(
 
 
 def _normalize_tokens(
-    counts: dict[str, int | None], provider: str, attributes: dict[str, Any]
+    counts: dict[str, int | None], provider: str, attributes: dict[str, Any], scope_name: str
 ) -> dict[str, int]:
     values = {name: count or 0 for name, count in counts.items()}
     cache = values["cache_read_tokens"] + values["cache_write_tokens"]
-    includes_cache = _truthy(attributes.get(semconv.INPUT_INCLUDES_CACHE))
+    includes_cache = _truthy(attributes.get(semconv.INPUT_INCLUDES_CACHE)) or (
+        scope_name.startswith(semconv.CACHE_INCLUSIVE_SCOPES)
+    )
     additive = provider in semconv.CACHE_ADDITIVE_PROVIDERS and not includes_cache
     if additive or values["input_tokens"] < cache:
         values["input_tokens"] += cache

@@ -238,3 +238,14 @@ class SlaRow(_Model):
     compliant: Annotated[bool | None, Field(description="p95 <= target; null without a target")] = (
         None
     )
+
+
+class ModelRow(_Model):
+    provider: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Money
+    unpriced_requests: int
+    last_seen: Timestamp

@@ -3,12 +3,15 @@ settings) and lives on ``app.state.services``."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from tenantscope import __version__
+from tenantscope.dashboard import assets, pages
 from tenantscope.server import errors, routes_api, routes_health, routes_ingest
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
@@ -17,6 +20,17 @@ DESCRIPTION = """Per-tenant cost, usage and SLA for LLM calls.
 
 Money is an exact decimal string in USD, times are RFC 3339 UTC, lists are
 `{"items": [...], "next_cursor": ...}`, errors are `{"error": {"code", "message"}}`."""
+
+
+def _no_self_telemetry() -> dict[str, Any]:
+    """FastAPI >= 0.165 traces its own requests with the global tracer provider. In a
+    process where the tenantscope SDK is also initialised (an app embedding the server,
+    tests), every ingest request would then export spans back into this server, which
+    ingests them and exports more: a feedback loop. The server is measured by its own
+    /metrics instead."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 def create_app(
@@ -52,6 +66,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **_no_self_telemetry(),
     )
     if services is not None:
         app.state.services = services
@@ -59,4 +74,6 @@ def create_app(
     app.include_router(routes_ingest.router)
     app.include_router(routes_api.router)
     app.include_router(routes_health.router)
+    app.include_router(pages.router)
+    app.include_router(assets.router)
     return app

@@ -1,4 +1,6 @@
-"""The one place errors become responses: ``{"error": {"code", "message"}}``."""
+"""The one place errors become responses: ``{"error": {"code", "message"}}``, or an HTML
+page for the dashboard (its routes mark the request; an unknown path asked for by a
+browser gets the page too)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from tenantscope.errors import TenantscopeError
 
@@ -32,30 +35,55 @@ def error_response(status: int, code: str, message: str, details: object = None)
     return JSONResponse({"error": body}, status_code=status)
 
 
+# Paths that always answer JSON, whatever the client accepts.
+_MACHINE_PREFIXES = ("/api", "/v1/", "/docs", "/openapi", "/healthz", "/readyz", "/metrics")
+
+
+def _wants_html(request: Request) -> bool:
+    if getattr(request.state, "html", False):
+        return True
+    path = request.url.path
+    if path.startswith(_MACHINE_PREFIXES) or path == "/v1":
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
+def respond(
+    request: Request, status: int, code: str, message: str, details: object = None
+) -> Response:
+    if _wants_html(request):
+        from tenantscope.dashboard.pages import pages  # the server may run without pages
+
+        return pages.render(
+            request, "error.html", status_code=status, status=status, code=code, message=message
+        )
+    return error_response(status, code, message, details)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TenantscopeError)
-    async def _ours(request: Request, exc: TenantscopeError) -> JSONResponse:
+    async def _ours(request: Request, exc: TenantscopeError) -> Response:
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return respond(request, exc.status, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _params(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _params(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path"))
             problems.append(f"{loc}: {err.get('msg', 'invalid')}")
-        return error_response(400, "bad_request", "; ".join(problems) or "invalid request")
+        return respond(request, 400, "bad_request", "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path}"
-        return error_response(exc.status_code, code, message)
+        return respond(request, exc.status_code, code, message)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal error; see the server log")
+        return respond(request, 500, "internal_error", "internal error; see the server log")

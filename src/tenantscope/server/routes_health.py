@@ -10,12 +10,13 @@ from tenantscope.server.services import Services
 router = APIRouter(tags=["health"])
 
 
-@router.get("/", summary="Where to go from here (the dashboard will live here)")
+@router.get("/api", summary="Where to go from here: the API's entry points")
 def index(request: Request) -> dict[str, object]:
     base = str(request.base_url).rstrip("/")
     return {
         "name": "tenantscope",
         "links": {
+            "dashboard": f"{base}/",
             "api_docs": f"{base}/docs",
             "openapi": f"{base}/openapi.json",
             "tenants": f"{base}/api/tenants",

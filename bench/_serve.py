@@ -1,0 +1,74 @@
+"""A real `tenantscope serve` over the query benchmark's cached data, for the benchmarks
+that measure the server over HTTP (server_memory.py, dashboard.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class BenchServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    end: datetime  # where the synthetic data ends
+
+
+class MissingData(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_bench_data(rows: int) -> Iterator[BenchServer]:
+    """Start the server on (symlinks to) the cached store of ``bench/query.py --rows``."""
+    base = Path(tempfile.gettempdir()) / "tenantscope-bench"
+    db = base / f"query-{rows}.duckdb"
+    cfg = base / f"query-{rows}.config.sqlite"
+    if not db.exists():
+        raise MissingData(f"{db} is missing: run `python bench/query.py --rows {rows}` first")
+    data = Path(tempfile.mkdtemp(prefix="tenantscope-bench-serve-"))
+    (data / "events.duckdb").symlink_to(db)
+    (data / "config.db").symlink_to(cfg)
+    port = free_port()
+    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(data), "TENANTSCOPE_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        meta = json.loads(Path(str(db) + ".meta.json").read_text())
+        yield BenchServer(proc, url, datetime.fromisoformat(meta["end"]))
+    finally:
+        proc.terminate()
+        proc.wait(30)

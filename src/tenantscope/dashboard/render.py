@@ -1,0 +1,177 @@
+"""The Jinja2 environment of the dashboard: autoescaped templates, the display filters
+(money, tokens, durations, times) and the page response helper."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from tenantscope import __version__
+from tenantscope.dashboard.assets import asset_version
+
+TEMPLATES = Path(__file__).parent / "templates"
+NO_TENANT = "(no tenant)"
+
+
+def money(value: Decimal | str | None) -> str:
+    """Currency with sensible precision: cents from a dollar up, four places below, six
+    for fractions of a cent (an LLM call often costs less than one)."""
+    if value is None:
+        return "—"
+    d = Decimal(value)
+    a = abs(d)
+    if a == 0:
+        return "$0.00"
+    places = 2 if a >= 1 else 4 if a >= Decimal("0.01") else 6
+    q = d.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if q == 0:
+        return "<$0.000001" if d > 0 else "−<$0.000001"
+    sign = "−" if q < 0 else ""
+    text = f"{abs(q):,.{places}f}"
+    if places == 6:  # $0.001000 reads better as $0.0010; keep significant digits only
+        text = text.rstrip("0")
+        text += "0" * max(0, 6 - len(text))  # at least four places: "0.0010"
+    return f"{sign}${text}"
+
+
+def num(value: int | float | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def compact(value: int | float | Decimal | None) -> str:
+    """1.2k, 3.4M: for cards and chart labels, where the exact figure is one click away."""
+    if value is None:
+        return "—"
+    v = float(value)
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= limit:
+            return f"{v / limit:.1f}{suffix}"
+    return f"{v:,.0f}"
+
+
+def ms(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    v = float(value)
+    if v < 1000:
+        return f"{v:.0f} ms"
+    if v < 60_000:
+        return f"{v / 1000:.2f} s"
+    return f"{v / 60_000:.1f} min"
+
+
+def pct(value: float | None, places: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 100:.{places}f}%"
+
+
+def ts(value: datetime | None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "—"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    if seconds < 0:
+        return "just now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return f"{int(seconds)} s ago"
+
+
+def delta(current: Decimal | float | int | None, previous: Decimal | float | int | None) -> str:
+    """Change against the previous period, as a signed percentage ('' when not meaningful)."""
+    if current is None or previous is None:
+        return ""
+    cur, prev = float(current), float(previous)
+    if prev == 0:
+        return "new" if cur else ""
+    change = (cur - prev) / abs(prev) * 100
+    return f"{'+' if change >= 0 else '−'}{abs(change):.0f}%"
+
+
+def tenant_label(tenant_id: str) -> str:
+    return tenant_id if tenant_id else NO_TENANT
+
+
+def _asset_url(name: str) -> str:
+    try:
+        return f"/static/{name}?v={asset_version(name)}"
+    except Exception:  # a missing optional asset (plotly) must not break the page
+        return f"/static/{name}"
+
+
+class Pages:
+    """Renders a page template with the values every page needs (navigation, range)."""
+
+    def __init__(self) -> None:
+        env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(("html",), default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters.update(
+            money=money,
+            num=num,
+            compact=compact,
+            ms=ms,
+            pct=pct,
+            ts=ts,
+            iso=iso,
+            ago=ago,
+            tenant_label=tenant_label,
+        )
+        env.globals.update(delta=delta, version=__version__, NO_TENANT=NO_TENANT, asset=_asset_url)
+        self.env = env
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **values: Any
+    ) -> HTMLResponse:
+        def url(path: str, **params: Any) -> str:
+            """A dashboard link with these query parameters (empty ones left out)."""
+            # "id" stays even when empty: "" is the (no tenant) tenant
+            clean = {k: v for k, v in params.items() if v is not None and (v != "" or k == "id")}
+            return path + ("?" + urlencode(clean) if clean else "")
+
+        html = self.env.get_template(template).render(
+            request=request, url=url, path=request.url.path, **values
+        )
+        return HTMLResponse(
+            html,
+            status_code=status_code,
+            headers={
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin",
+                "X-Frame-Options": "DENY",
+            },
+        )
