@@ -46,7 +46,16 @@ def services(settings: Settings) -> Iterator[Services]:
 class RunningServer:
     url: str
     services: Services
-    client: httpx.Client
+    client: httpx.Client  # sends the admin key
+    admin_key: str = ""
+
+    def key(self, role: str, tenant_id: str | None = None, name: str = "test") -> str:
+        """A new key of this role (the token)."""
+        from tenantscope.server.keys import new_key
+
+        key, token = new_key(role, name, tenant_id)
+        self.services.config.add_api_key(key)
+        return token
 
 
 @contextmanager
@@ -72,9 +81,15 @@ def serve_app(services: Services) -> Iterator[RunningServer]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     url = f"http://127.0.0.1:{services.settings.port}"
+    from tenantscope.server.keys import new_key
+
+    key, admin = new_key("admin", "test admin")
+    services.config.add_api_key(key)
     try:
-        with httpx.Client(base_url=url, timeout=30) as client:
-            yield RunningServer(url, services, client)
+        with httpx.Client(
+            base_url=url, timeout=30, headers={"authorization": f"Bearer {admin}"}
+        ) as client:
+            yield RunningServer(url, services, client, admin)
     finally:
         srv.should_exit = True
         thread.join(10)

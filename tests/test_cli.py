@@ -4,10 +4,12 @@ subprocess."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -161,8 +163,32 @@ def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
     assert runner.invoke(app, ["export", "--format", "xml"]).exit_code == 1
 
 
-def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``tenantscope serve`` as a real subprocess on a free port, once it is ready."""
+@dataclass
+class Served:
+    url: str
+    key: str  # an admin key made before the server started
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
+
+
+def _admin_key(data_dir: Path) -> str:
+    from tenantscope.server.keys import new_key
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteConfigStore(data_dir / "config.db")
+    key, token = new_key("admin", "test")
+    store.add_api_key(key)
+    store.close()
+    return token
+
+
+def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], Served]:
+    """``tenantscope serve`` as a real subprocess on a free port, once it is ready, with
+    an admin key for it."""
+    key = _admin_key(data_dir)
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
@@ -175,7 +201,7 @@ def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], st
     while True:
         try:
             if httpx.get(f"{url}/readyz").status_code == 200:
-                return proc, url
+                return proc, Served(url, key)
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -185,18 +211,21 @@ def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], st
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[str]:
-    proc, url = start_serve(tmp_path / "srv")
+def served(tmp_path: Path) -> Iterator[Served]:
+    proc, srv = start_serve(tmp_path / "srv")
     try:
-        yield url
+        yield srv
     finally:
         proc.terminate()
         proc.wait(20)
 
 
-def test_serve_runs_the_real_server(served: str) -> None:
+def test_serve_runs_the_real_server(served: Served) -> None:
+    anonymous = httpx.post(f"{served.url}/v1/events", json=[{"event_id": "x"}])
+    assert anonymous.status_code == 401  # secure by default
     resp = httpx.post(
-        f"{served}/v1/events",
+        f"{served.url}/v1/events",
+        headers=served.auth,
         json=[
             {
                 "event_id": "e1",
@@ -208,8 +237,49 @@ def test_serve_runs_the_real_server(served: str) -> None:
         ],
     )
     assert resp.status_code == 200 and resp.json()["accepted"] == 1
-    out = invoke("usage", "cli-co", "--url", served, "--json")
+    out = invoke("usage", "cli-co", "--url", served.url, "--json", "--api-key", served.key)
     assert '"request_count": 1' in out
+
+
+def test_first_start_makes_an_admin_key_and_prints_it_once(tmp_path: Path) -> None:
+    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "fresh")}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "/login" in line:
+                break
+        text = "".join(lines)
+        token = re.search(r"(tsa_[0-9a-f]+_\S+)", text)
+        assert token, text
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        auth = {"authorization": f"Bearer {token.group(1)}"}
+        assert httpx.get(f"{url}/api/tenants", headers=auth).status_code == 200
+        assert httpx.get(f"{url}/api/tenants").status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    # a second start shows no key: it was shown once
+    listed = invoke("keys", "list", "--json", "--data-dir", str(tmp_path / "fresh"))
+    assert '"role": "admin"' in listed and "tsa_" not in listed
 
 
 def test_demo_loads_through_the_real_ingest_path(data_dir: Path) -> None:
@@ -238,7 +308,7 @@ def test_demo_loads_through_the_real_ingest_path(data_dir: Path) -> None:
 
 
 def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
-    served: str, tmp_path: Path
+    served: Served, tmp_path: Path
 ) -> None:
     env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "srv")}
     res = subprocess.run(
@@ -255,12 +325,13 @@ def test_a_second_server_on_the_same_data_dir_says_why_it_cannot_start(
 
 
 def test_stopping_the_server_stops_its_decode_workers(tmp_path: Path) -> None:
-    proc, url = start_serve(tmp_path / "w", TENANTSCOPE_INGEST_WORKERS="1")
+    proc, srv = start_serve(tmp_path / "w", TENANTSCOPE_INGEST_WORKERS="1")
     try:
         from tests.server.test_ingest_http import PB, llm_span, request
 
         body = request([llm_span(1, tenant="w")]).SerializeToString()
-        assert httpx.post(f"{url}/v1/traces", content=body, headers=PB).status_code == 200
+        resp = httpx.post(f"{srv.url}/v1/traces", content=body, headers={**PB, **srv.auth})
+        assert resp.status_code == 200
         children = subprocess.run(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False
         ).stdout.split()

@@ -37,6 +37,8 @@ tenants_app = typer.Typer(help="Tenant configuration (works while the server run
 prices_app = typer.Typer(help="The price catalog and operator overrides.")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(prices_app, name="prices")
+keys_app = typer.Typer(help="API keys and their roles (works while the server runs).")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -145,8 +147,7 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-def _run_server(settings: Settings) -> None:
-    services = _open_services(settings)
+def _run_server(settings: Settings, services: Services) -> None:
     try:
         _tune_gc()
         _make_server(settings, services).run()
@@ -154,21 +155,61 @@ def _run_server(settings: Settings) -> None:
         services.close()
 
 
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-no-auth",
+        help="serve without API keys, every caller admin (loopback only; local experiments)"
+        " [env TENANTSCOPE_INSECURE_NO_AUTH]",
+    ),
+]
+
+
+def _first_admin_key(settings: Settings, services: Services) -> str | None:
+    """Secure by default: a server with no key yet makes an admin key, shown this once."""
+    from tenantscope.server.keys import new_key
+
+    if settings.insecure_no_auth or any(k.active for k in services.config.list_api_keys()):
+        return None
+    key, token = new_key("admin", "first admin key (made by serve)")
+    services.config.add_api_key(key)
+    return token
+
+
+def _print_key(token: str, url: str, what: str) -> None:
+    console.print(f"  {what}  [bold]{token}[/bold]")
+    console.print("            shown once: keep it. Sign in to the dashboard with it at")
+    console.print(f"            {url}/login  (more keys: tenantscope keys create)")
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="[env TENANTSCOPE_HOST; 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="[env TENANTSCOPE_PORT; 4318]")] = None,
     data_dir: DataDirOpt = None,
+    insecure_no_auth: InsecureOpt = False,
 ) -> None:
-    """Run the server: OTLP + events ingest, JSON API, on one port."""
-    settings = _settings(host=host, port=port, data_dir=data_dir)
+    """Run the server: OTLP + events ingest, dashboard and JSON API, on one port."""
+    settings = _settings(
+        host=host, port=port, data_dir=data_dir, insecure_no_auth=insecure_no_auth or None
+    )
     _configure_logging(settings.log_level)
     url = f"http://{settings.host}:{settings.port}"
+    services = _open_services(settings)
     console.print(f"tenantscope {__version__} serving on [bold]{url}[/bold]")
+    console.print(f"  dashboard {url}/")
     console.print(f"  data dir  {settings.data_dir}")
     console.print(f"  OTLP      OTEL_EXPORTER_OTLP_ENDPOINT={url}")
     console.print(f"  API docs  {url}/docs")
-    _run_server(settings)
+    if settings.insecure_no_auth:
+        console.print(
+            "  [yellow]no authentication[/yellow] (--insecure-no-auth): every caller is admin"
+        )
+    else:
+        token = _first_admin_key(settings, services)
+        if token is not None:
+            _print_key(token, url, "admin key")
+    _run_server(settings, services)
 
 
 @app.command()
@@ -183,13 +224,20 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="keep serving after loading")
     ] = True,
+    insecure_no_auth: InsecureOpt = False,
 ) -> None:
     """Start the server, send realistic multi-tenant traffic through its real OTLP
     endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
     keep serving."""
     from tenantscope.demo import demo_batches, demo_tenants
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, log_level="warning")
+    settings = _settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        log_level="warning",
+        insecure_no_auth=insecure_no_auth or None,
+    )
     _configure_logging("warning")
     tenant_list = demo_tenants(n_extra=tenants, seed=seed)
     cfg = _config(settings)
@@ -205,6 +253,15 @@ def demo(
     cfg.close()
 
     services = _open_services(settings)
+    headers: dict[str, str] = {}
+    token = None
+    if not settings.insecure_no_auth:
+        from tenantscope.server.keys import new_key
+
+        # the demo signs in with a key of its own, shown at the end for the dashboard
+        key, token = new_key("admin", "demo (made by tenantscope demo)")
+        services.config.add_api_key(key)
+        headers["authorization"] = f"Bearer {token}"
     server = _make_server(settings, services)
     thread = threading.Thread(target=server.run, name="tenantscope-server", daemon=True)
     thread.start()
@@ -217,7 +274,7 @@ def demo(
     batches = demo_batches(tenant_list, days=days, traces=traces, seed=seed)
     sent = 0
     with (
-        httpx.Client(base_url=url, timeout=60) as client,
+        httpx.Client(base_url=url, timeout=60, headers=headers) as client,
         Progress(
             TextColumn("sending demo spans"),
             BarColumn(),
@@ -241,7 +298,9 @@ def demo(
     for row in top.get("items", []):
         table.add_row(row["tenant_id"], str(row["requests"]), row["cost_usd"])
     console.print(table)
-    console.print(f"open [bold]{url}/[/bold]: tenants at {url}/api/tenants, API docs at {url}/docs")
+    console.print(f"open [bold]{url}/[/bold] (dashboard); API docs at {url}/docs")
+    if token is not None:
+        _print_key(token, url, "admin key")
     try:
         while serve_after and thread.is_alive():
             thread.join(1.0)
@@ -251,6 +310,101 @@ def demo(
         server.should_exit = True
         thread.join(30)
         services.close()  # checkpoints the event file
+
+
+# --- keys -----------------------------------------------------------------------------------
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin (everything), ingest (send data), reader (read all tenants),"
+            " tenant (read one tenant: its portal)"
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="what the key is for, e.g. the app or person")] = "",
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="the tenant a tenant key reads (required), or an ingest key writes"),
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create a key. Its token is printed this once; only a hash is stored."""
+    from tenantscope.server.keys import new_key
+
+    settings = _settings(data_dir=data_dir)
+    cfg = _config(settings)
+    try:
+        key, token = new_key(role, name, tenant)
+        cfg.add_api_key(key)
+    except TenantscopeError as exc:
+        _fail(exc.message)
+    finally:
+        cfg.close()
+    scope = f" for tenant {tenant}" if tenant else ""
+    console.print(f"created {role} key {key.key_id}{scope}; the key (shown once):")
+    print(token)  # plain, so `tenantscope keys create ... | tail -1` captures it
+    if role == "tenant":
+        url = f"http://{settings.host}:{settings.port}"
+        console.print(f"the tenant signs in to its own portal at {url}/login with it")
+
+
+@keys_app.command("list")
+def keys_list(
+    data_dir: DataDirOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Every key (never the secrets): id, role, tenant, name, created, last used, revoked."""
+    cfg = _config(_settings(data_dir=data_dir))
+    keys = cfg.list_api_keys()
+    cfg.close()
+    if json_out:
+        print(
+            json.dumps(
+                [
+                    {
+                        "key_id": k.key_id,
+                        "role": k.role,
+                        "tenant_id": k.tenant_id,
+                        "name": k.name,
+                        "created_at": _iso(k.created_at),
+                        "last_used_at": _iso(k.last_used_at),
+                        "revoked_at": _iso(k.revoked_at),
+                    }
+                    for k in keys
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("key id", "role", "tenant", "name", "created", "last used", "state")
+    for k in keys:
+        table.add_row(
+            k.key_id,
+            k.role,
+            k.tenant_id or "",
+            k.name,
+            _iso(k.created_at),
+            _iso(k.last_used_at),
+            "active" if k.active else f"revoked {_iso(k.revoked_at)}",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDirOpt = None) -> None:
+    """Revoke a key: a running server refuses it within seconds."""
+    cfg = _config(_settings(data_dir=data_dir))
+    try:
+        if not cfg.revoke_api_key(key_id):
+            _fail(f"no active key {key_id!r} (see tenantscope keys list)")
+    finally:
+        cfg.close()
+    console.print(f"revoked {key_id}")
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
 # --- tenants --------------------------------------------------------------------------------
@@ -357,6 +511,12 @@ def usage(
         str | None,
         typer.Option(help="ask this running server (default: the local server, else the data dir)"),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="TENANTSCOPE_API_KEY", help="a key that may read this tenant"
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
@@ -366,13 +526,21 @@ def usage(
     params = {"from": rng.start.isoformat(), "to": rng.end.isoformat()}
     body: dict[str, Any] | None = None
     base = url or f"http://{settings.host}:{settings.port}"
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        resp = httpx.get(f"{base}/api/tenants/{_quote(tenant_id)}/usage", params=params)
+        resp = httpx.get(
+            f"{base}/api/tenants/{_quote(tenant_id)}/usage", params=params, headers=headers
+        )
     except httpx.HTTPError:
         if url is not None:
             _fail(f"cannot reach {url}")
         resp = None
     if resp is not None:
+        if resp.status_code == 401:
+            _fail(
+                f"{base} needs an API key that may read {tenant_id}:"
+                " --api-key or TENANTSCOPE_API_KEY"
+            )
         if resp.status_code != 200:
             _fail(f"{base} answered {resp.status_code}: {resp.text[:300]}")
         body = resp.json()

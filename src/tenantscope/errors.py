@@ -14,10 +14,13 @@ class TenantscopeError(Exception):
     status: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -35,6 +38,29 @@ class ValidationFailed(BadRequest):
     """Input parsed but a field is wrong; ``details`` names the item and field."""
 
     code = "validation_failed"
+
+
+class Unauthorized(TenantscopeError):
+    status = 401
+    code = "unauthorized"
+
+
+class LoginRequired(Unauthorized):
+    """A dashboard page asked for without a session: the answer is the sign-in page."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__("sign in to see this page")
+        self.next_url = next_url
+
+
+class Forbidden(TenantscopeError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(TenantscopeError):
+    status = 429
+    code = "too_many_requests"
 
 
 class NotFound(TenantscopeError):

@@ -24,7 +24,9 @@ START, END = NOW - timedelta(hours=1), NOW + timedelta(minutes=5)
 @pytest.fixture
 def sdk(server: RunningServer) -> Iterator[RunningServer]:
     """The SDK exporting to the real server; stopped before the server is."""
-    tenantscope.init(endpoint=server.url, export_interval=0.05, service_name="e2e")
+    tenantscope.init(
+        endpoint=server.url, api_key=server.admin_key, export_interval=0.05, service_name="e2e"
+    )
     yield server
     tenantscope.shutdown()
 
@@ -127,11 +129,11 @@ def test_hostile_tenant_ids_travel_safely(sdk: RunningServer) -> None:
 
 def test_server_errors_become_a_clear_exception(server: RunningServer) -> None:
     with pytest.raises(UsageQueryError) as info:
-        get_tenant_usage("t", "yesterday", END, endpoint=server.url)
+        get_tenant_usage("t", "yesterday", END, endpoint=server.url, api_key=server.admin_key)
     assert info.value.status == 400 and info.value.code == "bad_request"
     assert "from" in info.value.message
     with pytest.raises(UsageQueryError) as info:
-        list_traces(limit=0, endpoint=server.url)
+        list_traces(limit=0, endpoint=server.url, api_key=server.admin_key)
     assert 400 <= info.value.status < 500
     with pytest.raises(UsageQueryError) as info:
         get_tenant_usage("t", endpoint=f"http://127.0.0.1:{free_port()}", timeout=2)
@@ -142,8 +144,12 @@ def test_endpoint_and_key_from_environment(
     server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TENANTSCOPE_ENDPOINT", server.url)
-    monkeypatch.setenv("TENANTSCOPE_API_KEY", "ignored-for-now")
+    monkeypatch.setenv("TENANTSCOPE_API_KEY", server.admin_key)
     assert get_tenant_usage("nobody").request_count == 0
+    monkeypatch.setenv("TENANTSCOPE_API_KEY", "tsr_0000_not-a-key")
+    with pytest.raises(UsageQueryError) as info:
+        get_tenant_usage("nobody")
+    assert info.value.status == 401
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -195,7 +195,12 @@ def test_a_real_opentelemetry_exporter_can_send_to_us(server: RunningServer) -> 
 
     provider = TracerProvider(resource=Resource.create({"service.name": "otel-app"}))
     provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{server.url}/v1/traces"))
+        SimpleSpanProcessor(
+            OTLPSpanExporter(
+                endpoint=f"{server.url}/v1/traces",
+                headers={"authorization": f"Bearer {server.admin_key}"},
+            )
+        )
     )
     tracer = provider.get_tracer("opentelemetry.instrumentation.openai")
     with tracer.start_as_current_span("POST /chat") as root:

@@ -90,7 +90,11 @@ def test_shuffled_concurrent_requests_count_like_whole_traces(
     errors: list[str] = []
 
     def send(part: list[bytes]) -> None:
-        with httpx.Client(base_url=second_server.url, timeout=60) as client:
+        with httpx.Client(
+            base_url=second_server.url,
+            timeout=60,
+            headers={"authorization": f"Bearer {second_server.admin_key}"},
+        ) as client:
             for body in part:
                 resp = client.post("/v1/traces", content=body, headers=PB)
                 if resp.status_code != 200:

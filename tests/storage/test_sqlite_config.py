@@ -53,7 +53,7 @@ def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: P
     try:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
-            ("0001",)
+            ("0002",)
         ]
     finally:
         con.close()

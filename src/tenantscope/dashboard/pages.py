@@ -7,13 +7,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tenantscope.dashboard import charts
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
-from tenantscope.dashboard.render import Pages
+from tenantscope.dashboard.render import pages
 from tenantscope.errors import BadRequest
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.query.models import SlaRow, TraceDetail
@@ -22,7 +23,6 @@ from tenantscope.query.scope import Scope
 from tenantscope.server.routes_api import get_queries, get_scope
 
 router = APIRouter(include_in_schema=False)
-pages = Pages()
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
@@ -74,13 +74,20 @@ def _common(request: Request, picked: PickedRange, **values: Any) -> dict[str, A
     return {"picked": picked, "presets": list(PRESETS), **values}
 
 
-@router.get("/", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/", response_class=HTMLResponse, dependencies=[HtmlDep], response_model=None)
 def overview(
     request: Request,
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-) -> HTMLResponse:
+) -> Response:
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.role == "tenant":
+        # a tenant's overview is its own tenant page
+        return RedirectResponse(
+            "/tenant?" + urlencode({"id": principal.tenant_id, **picked.params()}),
+            status_code=303,
+        )
     if not queries.has_data(scope):
         return pages.render(request, "empty.html", **_common(request, picked, nav="overview"))
     rng = picked.rng

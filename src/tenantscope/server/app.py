@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import assets, pages
-from tenantscope.server import errors, routes_api, routes_health, routes_ingest
+from tenantscope.dashboard import assets, login, pages
+from tenantscope.server import errors, routes_api, routes_health, routes_ingest, routes_keys
+from tenantscope.server.access import FailureLimiter, authorize
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -66,14 +67,20 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # every route's access rule is checked first (server/access.py)
+        dependencies=[Depends(authorize)],
         **_no_self_telemetry(),
     )
     if services is not None:
         app.state.services = services
     errors.install(app)
+    # one limit for bad keys and failed sign-ins, per client address
+    app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)
     app.include_router(routes_api.router)
+    app.include_router(routes_keys.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
+    app.include_router(login.router)
     app.include_router(assets.router)
     return app

@@ -5,14 +5,15 @@ browser gets the page too)."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from tenantscope.errors import TenantscopeError
+from tenantscope.errors import LoginRequired, TenantscopeError
 
 log = logging.getLogger("tenantscope.server")
 
@@ -52,7 +53,7 @@ def respond(
     request: Request, status: int, code: str, message: str, details: object = None
 ) -> Response:
     if _wants_html(request):
-        from tenantscope.dashboard.pages import pages  # the server may run without pages
+        from tenantscope.dashboard.render import pages
 
         return pages.render(
             request, "error.html", status_code=status, status=status, code=code, message=message
@@ -63,9 +64,13 @@ def respond(
 def install(app: FastAPI) -> None:
     @app.exception_handler(TenantscopeError)
     async def _ours(request: Request, exc: TenantscopeError) -> Response:
+        if isinstance(exc, LoginRequired):
+            return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", 303)
         if exc.status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return respond(request, exc.status, exc.code, exc.message, exc.details)
+        response = respond(request, exc.status, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _params(request: Request, exc: RequestValidationError) -> Response:

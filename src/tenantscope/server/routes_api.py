@@ -1,5 +1,5 @@
 """The JSON API over the query layer. Routers never filter by tenant themselves: the
-Scope (for now always "all"; keys arrive with the security issue) goes to every query."""
+Scope (from the caller's key, set by server/access.py) goes to every query."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
+from tenantscope.errors import Unauthorized
 from tenantscope.query.models import (
     ActorRow,
     Breakdown,
@@ -41,8 +42,11 @@ TenantPath = Annotated[
 
 
 def get_scope(request: Request) -> Scope:
-    """The caller's scope. Until API keys exist every caller sees every tenant."""
-    scope: Scope = getattr(request.state, "scope", None) or Scope.all()
+    """The caller's scope, set from its key by the access middleware (server/access.py).
+    A route reached without one is refused: the scope never defaults to everything."""
+    scope: Scope | None = getattr(request.state, "scope", None)
+    if scope is None:
+        raise Unauthorized("an API key is required")
     return scope
 
 

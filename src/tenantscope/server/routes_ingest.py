@@ -17,7 +17,9 @@ from tenantscope.errors import UnsupportedMediaType, ValidationFailed
 from tenantscope.ingest.events import parse_events
 from tenantscope.ingest.otlp import JSON, decompress_body, media_type
 from tenantscope.ingest.writer import synthetic_ids
+from tenantscope.records import UsageRecord
 from tenantscope.server.body import read_body
+from tenantscope.server.keys import Principal
 from tenantscope.server.services import Services
 
 router = APIRouter(tags=["ingest"])
@@ -53,6 +55,10 @@ async def post_traces(request: Request) -> Response:
     records, rejected, errors = await svc.decoder.decode(
         body, ctype, request.headers.get("content-encoding"), limit
     )
+    records, refused = _bound_to_key_tenant(request, records)
+    if refused:
+        rejected += len(refused)
+        errors = [*errors, *refused[: max(0, 10 - len(errors))]]
     await svc.writer.write(records, resolved=True)
     message = "; ".join(errors)
     if ctype and ctype.split(";")[0].strip().lower() == "application/x-protobuf":
@@ -65,6 +71,30 @@ async def post_traces(request: Request) -> Response:
     if rejected:
         out["partialSuccess"] = {"rejectedSpans": rejected, "errorMessage": message}
     return JSONResponse(out)
+
+
+def _bound_to_key_tenant(
+    request: Request, records: list[UsageRecord]
+) -> tuple[list[UsageRecord], list[str]]:
+    """An ingest key bound to a tenant writes only that tenant's records: records without
+    a tenant are given it, records of another tenant are refused (with a message)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    bound = principal.tenant_id if principal is not None and principal.role == "ingest" else None
+    if not bound:
+        return records, []
+    kept: list[UsageRecord] = []
+    refused: list[str] = []
+    for r in records:
+        if r.tenant_id == "":
+            r = r.replace(tenant_id=bound)
+        elif r.tenant_id != bound:
+            refused.append(
+                f"record {r.event_id}: this ingest key writes tenant {bound!r} only,"
+                f" not {r.tenant_id!r}"
+            )
+            continue
+        kept.append(r)
+    return kept, refused
 
 
 class ItemErrorOut(BaseModel):
@@ -114,7 +144,9 @@ async def post_events(request: Request) -> EventsResult:
             trace_id, span_id = synthetic_ids(r.event_id)
             r = r.replace(trace_id=trace_id, span_id=r.span_id or span_id)
         records.append(r)
+    records, refused = _bound_to_key_tenant(request, records)
     errors = [ItemErrorOut(index=e.index, field=e.field, message=e.message) for e in parsed.errors]
+    errors += [ItemErrorOut(index=-1, field="tenant_id", message=m) for m in refused]
     if errors and not records:
         raise ValidationFailed(
             f"no valid event in the batch; first problem: item {errors[0].index}"

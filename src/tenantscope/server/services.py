@@ -12,6 +12,8 @@ from tenantscope.ingest.writer import BatchWriter
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
 from tenantscope.records import UsageRecord
+from tenantscope.server.keys import KeyChecker
+from tenantscope.server.sessions import SessionSigner, load_secret
 from tenantscope.server.settings import Settings
 from tenantscope.storage.base import ConfigStore, EventStore
 from tenantscope.storage.duckdb_events import DuckDBEventStore
@@ -51,6 +53,8 @@ class Services:
     writer: BatchWriter
     decoder: DecodePool
     price: LivePricer
+    keys: KeyChecker
+    sessions: SessionSigner
     _closed: bool = False
 
     @classmethod
@@ -75,6 +79,8 @@ class Services:
             writer=writer,
             decoder=DecodePool(settings.ingest_workers),
             price=price,
+            keys=KeyChecker(config),
+            sessions=SessionSigner(load_secret(settings.data_dir)),
         )
         if start_writer:
             writer.start()

@@ -68,7 +68,19 @@ OPTIONS: tuple[Option, ...] = (
         "processes decoding OTLP beside the server (0: decode in the server process)",
     ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
+    Option(
+        "insecure_no_auth",
+        lambda: False,
+        lambda text: text.strip().lower() in ("1", "true", "yes", "on"),
+        "serve without API keys (every caller is admin); loopback addresses only",
+    ),
 )
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,7 @@ class Settings:
     trace_window_hours: float
     ingest_workers: int
     log_level: str
+    insecure_no_auth: bool
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **given: Any) -> Settings:
@@ -102,6 +115,11 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         values["data_dir"] = Path(values["data_dir"]).expanduser()
+        if values["insecure_no_auth"] and not is_loopback(str(values["host"])):
+            raise ConfigError(
+                f"--insecure-no-auth serves without keys, so it only binds to loopback;"
+                f" refusing host {values['host']!r} (use 127.0.0.1, or create keys instead)"
+            )
         return cls(**values)
 
     @property

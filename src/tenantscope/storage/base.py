@@ -157,8 +157,31 @@ class PriceOverride:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Roles of API keys (see tenantscope.server.keys for what each may do).
+ROLES: tuple[str, ...] = ("admin", "ingest", "reader", "tenant")
+
+
+@dataclass(slots=True)
+class ApiKey:
+    """A stored API key: the secret itself is never kept, only its hash."""
+
+    key_id: str
+    role: str
+    name: str = ""
+    tenant_id: str | None = None  # required for "tenant", optional for "ingest"
+    secret_hash: str = ""
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
 class ConfigStore(abc.ABC):
-    """Tenant configuration and price overrides. Every method is its own transaction."""
+    """Tenant configuration, price overrides and API keys. Every method is its own
+    transaction."""
 
     @abc.abstractmethod
     def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...
@@ -185,6 +208,24 @@ class ConfigStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_price_override(self, override_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def add_api_key(self, key: ApiKey) -> ApiKey: ...
+
+    @abc.abstractmethod
+    def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    @abc.abstractmethod
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+
+    @abc.abstractmethod
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke an active key; False when there is no such active key."""
+
+    @abc.abstractmethod
+    def touch_api_key(self, key_id: str, when: datetime) -> None:
+        """Record a use of the key (callers throttle how often)."""
 
     @abc.abstractmethod
     def ping(self) -> None: ...

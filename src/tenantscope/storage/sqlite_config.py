@@ -24,7 +24,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from tenantscope import errors
-from tenantscope.storage.base import TENANT_SETTABLE, ConfigStore, PriceOverride, TenantConfig
+from tenantscope.storage.base import (
+    ROLES,
+    TENANT_SETTABLE,
+    ApiKey,
+    ConfigStore,
+    PriceOverride,
+    TenantConfig,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
@@ -68,6 +75,19 @@ price_overrides = sa.Table(
     sa.Column("extra", sa.Text(), nullable=False, server_default="{}"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_price_overrides_model_effective", "model", "effective_from"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(MAX_LABEL), nullable=False, server_default=""),
+    sa.Column("tenant_id", sa.String(MAX_TENANT_ID), nullable=True),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
 _PRICE_FIELDS: tuple[str, ...] = (
@@ -245,6 +265,19 @@ def _tenant_from_row(row: sa.Row[Any]) -> TenantConfig:
     )
 
 
+def _key_from_row(row: sa.Row[Any]) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        role=row.role,
+        name=row.name,
+        tenant_id=row.tenant_id,
+        secret_hash=row.secret_hash,
+        created_at=_utc(row.created_at),
+        last_used_at=_utc(row.last_used_at) if row.last_used_at else None,
+        revoked_at=_utc(row.revoked_at) if row.revoked_at else None,
+    )
+
+
 def _override_from_row(row: sa.Row[Any]) -> PriceOverride:
     m = row._mapping
     return PriceOverride(
@@ -375,6 +408,62 @@ class SQLiteConfigStore(ConfigStore):
             )
         return bool(result.rowcount)
 
+    # -- API keys ----------------------------------------------------------------------
+
+    def add_api_key(self, key: ApiKey) -> ApiKey:
+        if key.role not in ROLES:
+            raise _fail("role", f"must be one of {', '.join(ROLES)}; got {key.role!r}")
+        if key.role == "tenant" and not key.tenant_id:
+            raise _fail("tenant_id", "a tenant key needs the tenant it may read")
+        if key.role in ("admin", "reader") and key.tenant_id:
+            raise _fail("tenant_id", f"an {key.role} key is not bound to a tenant")
+        tenant = _check_tenant_id(key.tenant_id) if key.tenant_id else None
+        name = _check_label("name", key.name)
+        if not key.key_id or not key.secret_hash:
+            raise _fail("key_id", "a key needs its id and the hash of its secret")
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(api_keys).values(
+                    key_id=key.key_id,
+                    role=key.role,
+                    name=name,
+                    tenant_id=tenant,
+                    secret_hash=key.secret_hash,
+                    created_at=_utc(key.created_at) if key.created_at else _now(),
+                )
+            )
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key.key_id)).one()
+        return _key_from_row(row)
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        return None if row is None else _key_from_row(row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
+            ).all()
+        return [_key_from_row(r) for r in rows]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            )
+        return bool(result.rowcount)
+
+    def touch_api_key(self, key_id: str, when: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.key_id == key_id)
+                .values(last_used_at=_utc(when))
+            )
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def ping(self) -> None:
@@ -388,4 +477,11 @@ class SQLiteConfigStore(ConfigStore):
         self._engine.dispose()
 
 
-__all__ = ["MIGRATIONS_DIR", "SQLiteConfigStore", "metadata", "price_overrides", "tenants"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SQLiteConfigStore",
+    "api_keys",
+    "metadata",
+    "price_overrides",
+    "tenants",
+]

@@ -34,6 +34,7 @@ def test_calls_in_a_tenant_context_are_counted_once_with_exact_cost(
     provider = TracerProvider()
     tenantscope.init(
         endpoint=server.url,
+        api_key=server.admin_key,
         service_name="meetingmind",
         export_interval=0.05,
         tracer_provider=provider,
@@ -88,7 +89,9 @@ def test_calls_in_a_tenant_context_are_counted_once_with_exact_cost(
         )
     assert tenantscope.flush(timeout=10)
 
-    usage = tenantscope.usage.get_tenant_usage("apex-legal", endpoint=server.url)
+    usage = tenantscope.usage.get_tenant_usage(
+        "apex-legal", endpoint=server.url, api_key=server.admin_key
+    )
     assert usage.request_count == 5
     assert usage.token_count == 5 * 1200
     assert usage.session_count == 1

@@ -1,0 +1,106 @@
+"""Signing in to the dashboard with an API key, and signing out.
+
+A valid admin, reader or tenant key becomes a signed, HttpOnly, SameSite=Lax session
+cookie (server/sessions.py); an ingest key cannot sign in. Both forms carry a CSRF token
+(double-submitted cookie). Failed attempts count towards the same per-client limit as
+bad API keys."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from tenantscope.dashboard.render import pages
+from tenantscope.errors import BadRequest, Forbidden, TooManyRequests
+from tenantscope.server.access import client_of
+from tenantscope.server.body import read_body
+from tenantscope.server.keys import Principal
+from tenantscope.server.services import Services
+from tenantscope.server.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS
+
+router = APIRouter(include_in_schema=False)
+MAX_FORM_BYTES = 8192
+
+
+def _services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this server (no scheme, no //host): no open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await read_body(request, MAX_FORM_BYTES)
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the form could not be read") from None
+    return {k: v[0] for k, v in parsed.items()}
+
+
+def check_csrf(request: Request, form: dict[str, str]) -> None:
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = form.get("csrf", "")
+    import hmac
+
+    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+        raise Forbidden("the form expired or came from another site; reload the page")
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None and principal.role != "ingest":
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return pages.render(request, "login.html", next=_safe_next(next), error="")
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    svc = _services(request)
+    form = await _form(request)
+    check_csrf(request, form)
+    nxt = _safe_next(form.get("next"))
+    client = client_of(request.scope)
+    limiter = request.app.state.auth_limiter
+    wait = limiter.blocked(client)
+    if wait:
+        raise TooManyRequests(f"too many failed sign-in attempts; try again in {int(wait) + 1} s")
+    principal = await run_in_threadpool(svc.keys.principal, form.get("key", ""))
+    if principal is None or principal.role == "ingest":
+        limiter.failed(client)
+        message = (
+            "an ingest key can only send data; sign in with an admin, reader or tenant key"
+            if principal is not None
+            else "that key is not valid (revoked or mistyped?)"
+        )
+        return pages.render(request, "login.html", status_code=401, next=nxt, error=message)
+    assert principal.key_id is not None
+    response = RedirectResponse(nxt, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        svc.sessions.make(principal.key_id),
+        max_age=SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    form = await _form(request)
+    check_csrf(request, form)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

@@ -1,0 +1,85 @@
+"""The admin API for API keys: list, create (the token is shown once), revoke."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request
+from pydantic import BaseModel, Field
+
+from tenantscope.errors import NotFound
+from tenantscope.query.models import Timestamp
+from tenantscope.server.keys import new_key
+from tenantscope.server.services import Services
+from tenantscope.storage.base import ApiKey
+
+router = APIRouter(prefix="/api/keys", tags=["keys"])
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    role: str
+    name: str
+    tenant_id: str | None
+    created_at: Timestamp
+    last_used_at: Timestamp
+    revoked_at: Timestamp
+    active: bool
+
+
+class NewKey(BaseModel):
+    role: Literal["admin", "ingest", "reader", "tenant"]
+    name: Annotated[str, Field(max_length=200)] = ""
+    tenant_id: Annotated[
+        str | None,
+        Field(
+            max_length=1024,
+            description="required for tenant keys; optional for ingest keys (then the key"
+            " writes only this tenant's records)",
+        ),
+    ] = None
+
+
+class CreatedKey(KeyOut):
+    token: Annotated[str, Field(description="the key itself: shown this once, stored hashed")]
+
+
+def _out(key: ApiKey) -> KeyOut:
+    return KeyOut(
+        key_id=key.key_id,
+        role=key.role,
+        name=key.name,
+        tenant_id=key.tenant_id,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+        active=key.active,
+    )
+
+
+def _services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+@router.get("", summary="Every API key (never the secrets)")
+def list_keys(request: Request) -> list[KeyOut]:
+    return [_out(k) for k in _services(request).config.list_api_keys()]
+
+
+@router.post("", summary="Create a key; its token is in this answer only", status_code=201)
+def create_key(body: NewKey, request: Request) -> CreatedKey:
+    key, token = new_key(body.role, body.name, body.tenant_id or None)
+    stored = _services(request).config.add_api_key(key)
+    return CreatedKey(**_out(stored).model_dump(), token=token)
+
+
+@router.delete("/{key_id}", summary="Revoke a key (at once on this server)")
+def revoke_key(key_id: Annotated[str, Path(max_length=64)], request: Request) -> KeyOut:
+    svc = _services(request)
+    if not svc.config.revoke_api_key(key_id):
+        raise NotFound(f"no active key {key_id!r}")
+    svc.keys.forget(key_id)
+    key = svc.config.get_api_key(key_id)
+    assert key is not None
+    return _out(key)
