@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +100,28 @@ def server(services: Services) -> Iterator[RunningServer]:
     """The real app served by uvicorn on a free port, over the ``services`` fixture."""
     with serve_app(services) as running:
         yield running
+
+
+@contextmanager
+def seeded_server(
+    data_dir: Path, seed: Callable[[Services], None], **given: object
+) -> Iterator[RunningServer]:
+    """A real server on a free port over fresh stores, ``seed`` run before it serves
+    (decoding in-process: no worker start-up for a module's short tests)."""
+    settings = make_settings(
+        data_dir,
+        **{
+            "port": free_port(),
+            "duckdb_threads": 2,
+            "ingest_workers": 0,
+            "log_level": "warning",
+            **given,
+        },
+    )
+    services = Services.open(settings)
+    try:
+        seed(services)
+        with serve_app(services) as running:
+            yield running
+    finally:
+        services.close()

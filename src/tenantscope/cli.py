@@ -342,11 +342,11 @@ def keys_create(
     finally:
         cfg.close()
     scope = f" for tenant {tenant}" if tenant else ""
-    console.print(f"created {role} key {key.key_id}{scope}; the key (shown once):")
-    print(token)  # plain, so `tenantscope keys create ... | tail -1` captures it
     if role == "tenant":
         url = f"http://{settings.host}:{settings.port}"
-        console.print(f"the tenant signs in to its own portal at {url}/login with it")
+        console.print(f"the tenant signs in to its own portal at {url}/login with this key")
+    console.print(f"created {role} key {key.key_id}{scope}; the key (shown once):")
+    print(token)  # plain and last, so `tenantscope keys create ... | tail -1` captures it
 
 
 @keys_app.command("list")

@@ -7,7 +7,6 @@ Screenshots of the main pages go to ``$TENANTSCOPE_ARTIFACTS`` (default
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,34 +23,16 @@ from playwright.sync_api import (
     Page,
     Request,
     Response,
-    sync_playwright,
 )
 
 from tenantscope.demo import demo_batches, demo_tenants
 from tenantscope.server.services import Services
 from tests.conftest import RunningServer, free_port, make_settings, serve_app
+from tests.dashboard.browser import TIMEOUT_MS, sign_in, skip_without_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-# No internet here: without these, chromium stalls on lookups (updates, sync, QUIC probes).
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REPO = Path(__file__).resolve().parents[2]
 TRACES = 800
-TIMEOUT_MS = 15_000
 
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)",
-        allow_module_level=True,
-    )
+skip_without_chromium()
 
 pytestmark = pytest.mark.slow
 
@@ -129,27 +110,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         services.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One chromium for the module. Playwright gives it a fresh, temporary profile
-    (``--user-data-dir``) and removes it on close; each test gets its own context."""
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    out = Path(os.environ.get("TENANTSCOPE_ARTIFACTS") or REPO / "test-artifacts" / "screenshots")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 @dataclass
 class Tab:
     """A browser tab on the site that records anything a user would call broken: console
@@ -221,14 +181,6 @@ class Tab:
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.artifacts / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Page, url: str, key: str) -> None:
-    """Through the real sign-in form, as a person would."""
-    page.goto(url + "/login")
-    page.locator("input[name=key]").fill(key)
-    page.locator("[data-testid=login] button[type=submit]").click()
-    page.wait_for_url(lambda u: "/login" not in u)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,9 @@ the processor's ``force_flush`` ignores its timeout (it blocks for as long as th
 retries) and its drops are visible only as a log line per drop, and the exporter logs every
 failed batch at ERROR. The app must never wait on a collector that is down, and a dead
 collector must be one log line, so this module keeps the parts that matter in its own
-hands and reuses OpenTelemetry's protobuf encoder (``encode_spans``) for the wire format.
+hands. The wire format comes from ``_encode`` (the same bytes as OpenTelemetry's
+``encode_spans``, several times cheaper), with ``encode_spans`` as the fallback for values
+outside its subset.
 
 Behaviour: ``on_end`` appends to a deque and returns (no I/O, no lock). Past
 ``max_queue_size`` the oldest span is dropped and counted. The worker sends batches of up to
@@ -33,7 +35,8 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from tenantscope import __version__
-from tenantscope.sdk._stats import Counters, log_once
+from tenantscope.sdk._encode import Unsupported, encode_request
+from tenantscope.sdk._stats import Counters, internal_error, log_once
 
 if TYPE_CHECKING:
     import requests
@@ -143,6 +146,16 @@ class HttpSender:
 
 
 def _encode(spans: Sequence[ReadableSpan]) -> bytes:
+    try:
+        return encode_request(spans)
+    except (Unsupported, UnicodeError):
+        pass  # e.g. a mapping or a lone surrogate: OpenTelemetry's encoder decides
+    except Exception as exc:  # a bug in the fast encoder must not cost the batch
+        internal_error("span encoder", exc)
+    return _encode_generic(spans)
+
+
+def _encode_generic(spans: Sequence[ReadableSpan]) -> bytes:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     data: bytes = encode_spans(spans).SerializeToString()

@@ -127,7 +127,9 @@ async def authorize(request: Request) -> None:
         raise Forbidden(f"{path or request.url.path} has no access rule; refused")
     svc = request.app.state.services
     insecure: bool = svc.settings.insecure_no_auth
-    principal = INSECURE if insecure else await _principal(request, path, svc)
+    # public routes look only at the session (the sign-in page redirects a signed-in
+    # user); a stale key sent to /healthz must not fail it or count as an attempt
+    principal = INSECURE if insecure else await _principal(request, path, svc, rule != PUBLIC)
     if principal is not None:
         request.state.principal = principal
         request.state.scope = principal.scope
@@ -145,9 +147,9 @@ async def authorize(request: Request) -> None:
         raise Forbidden(f"a {principal.role} key may not use {path}")
 
 
-async def _principal(request: Request, path: str, svc: Any) -> Principal | None:
+async def _principal(request: Request, path: str, svc: Any, use_key: bool) -> Principal | None:
     checker: KeyChecker = svc.keys
-    token = bearer(request.headers)
+    token = bearer(request.headers) if use_key else None
     limiter: FailureLimiter = request.app.state.auth_limiter
     if token is not None:
         client = client_of(request.scope)

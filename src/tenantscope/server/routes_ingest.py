@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -55,7 +55,7 @@ async def post_traces(request: Request) -> Response:
     records, rejected, errors = await svc.decoder.decode(
         body, ctype, request.headers.get("content-encoding"), limit
     )
-    records, refused = _bound_to_key_tenant(request, records)
+    records, refused = await _bound_to_key_tenant(request, records)
     if refused:
         rejected += len(refused)
         errors = [*errors, *refused[: max(0, 10 - len(errors))]]
@@ -73,11 +73,13 @@ async def post_traces(request: Request) -> Response:
     return JSONResponse(out)
 
 
-def _bound_to_key_tenant(
+async def _bound_to_key_tenant(
     request: Request, records: list[UsageRecord]
 ) -> tuple[list[UsageRecord], list[str]]:
     """An ingest key bound to a tenant writes only that tenant's records: records without
-    a tenant are given it, records of another tenant are refused (with a message)."""
+    a tenant are given it, records of another tenant are refused (with a message), and so
+    are records joining a trace that holds another tenant's records: attribution is
+    resolved per trace, so such a span could otherwise re-attribute or shadow them."""
     principal: Principal | None = getattr(request.state, "principal", None)
     bound = principal.tenant_id if principal is not None and principal.role == "ingest" else None
     if not bound:
@@ -94,7 +96,42 @@ def _bound_to_key_tenant(
             )
             continue
         kept.append(r)
+    if kept:
+        svc = _services(request)
+        foreign = await run_in_threadpool(_foreign_traces, svc, kept, bound)
+        if foreign:
+            refused += [
+                f"record {r.event_id}: trace {r.trace_id} holds another tenant's records"
+                for r in kept
+                if r.trace_id in foreign
+            ]
+            kept = [r for r in kept if r.trace_id not in foreign]
     return kept, refused
+
+
+def _foreign_traces(svc: Services, records: list[UsageRecord], tenant: str) -> set[str]:
+    """The trace ids among ``records`` with stored records of a tenant other than
+    ``tenant``, looked for as far apart as the writer joins a trace's spans."""
+    window = timedelta(hours=svc.settings.trace_window_hours)
+    # an event sent without a trace has a trace of its own (derived from its event id);
+    # sending it again is a duplicate, which the writer already ignores
+    ids = sorted(
+        {r.trace_id for r in records if r.trace_id and r.trace_id != synthetic_ids(r.event_id)[0]}
+    )
+    if not ids:
+        return set()
+    contains = svc.events.dialect.contains("ids", "trace_id")
+    rows = svc.events.fetch(
+        f"""SELECT DISTINCT trace_id FROM records
+            WHERE start_time BETWEEN :lo AND :hi AND {contains} AND tenant_id <> :tenant""",
+        {
+            "lo": min(r.start_time for r in records) - window,
+            "hi": max(r.start_time for r in records) + window,
+            "ids": ids,
+            "tenant": tenant,
+        },
+    )
+    return {row["trace_id"] for row in rows}
 
 
 class ItemErrorOut(BaseModel):
@@ -144,7 +181,7 @@ async def post_events(request: Request) -> EventsResult:
             trace_id, span_id = synthetic_ids(r.event_id)
             r = r.replace(trace_id=trace_id, span_id=r.span_id or span_id)
         records.append(r)
-    records, refused = _bound_to_key_tenant(request, records)
+    records, refused = await _bound_to_key_tenant(request, records)
     errors = [ItemErrorOut(index=e.index, field=e.field, message=e.message) for e in parsed.errors]
     errors += [ItemErrorOut(index=-1, field="tenant_id", message=m) for m in refused]
     if errors and not records:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from tenantscope.errors import NotFound
+from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query.models import Timestamp
+from tenantscope.server.body import read_body
 from tenantscope.server.keys import new_key
 from tenantscope.server.services import Services
 from tenantscope.storage.base import ApiKey
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
+MAX_BODY_BYTES = 16 * 1024
 
 
 class KeyOut(BaseModel):
@@ -67,10 +70,30 @@ def list_keys(request: Request) -> list[KeyOut]:
     return [_out(k) for k in _services(request).config.list_api_keys()]
 
 
-@router.post("", summary="Create a key; its token is in this answer only", status_code=201)
-def create_key(body: NewKey, request: Request) -> CreatedKey:
+@router.post(
+    "",
+    summary="Create a key; its token is in this answer only",
+    status_code=201,
+    # the body is read in the handler, after the access check (a body parameter would be
+    # parsed before it, for anyone): documented here instead
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": NewKey.model_json_schema()}},
+        }
+    },
+)
+async def create_key(request: Request) -> CreatedKey:
+    raw = await read_body(request, MAX_BODY_BYTES)
+    try:
+        body = NewKey.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadRequest(f"invalid key request: {problems}") from None
     key, token = new_key(body.role, body.name, body.tenant_id or None)
-    stored = _services(request).config.add_api_key(key)
+    stored = await run_in_threadpool(_services(request).config.add_api_key, key)
     return CreatedKey(**_out(stored).model_dump(), token=token)
 
 

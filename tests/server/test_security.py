@@ -1,0 +1,785 @@
+"""Keys, sign-in, limits, headers and hostile input, against a real server.
+
+Requests that must not count against the per-client failure limit of the others come from
+their own loopback addresses (127.0.0.x), since the limit is per client address."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tenantscope.errors import ConfigError
+from tenantscope.server.keys import hash_secret, split_token
+from tenantscope.server.services import Services
+from tenantscope.server.settings import Settings
+from tests.conftest import RunningServer, free_port, make_settings, seeded_server, serve_app
+from tests.server.test_access_matrix import ACME, FROM, GLOBEX, NOW, TO, seed_tenants
+
+CSRF = "security-csrf-0123456789abcdef"
+RANGE = {"from": FROM, "to": TO}
+
+
+def client_from(srv: RunningServer, address: str, **kwargs: Any) -> httpx.Client:
+    """A client whose requests come from this loopback address."""
+    return httpx.Client(
+        base_url=srv.url,
+        transport=httpx.HTTPTransport(local_address=address),
+        timeout=30,
+        **kwargs,
+    )
+
+
+def jar(cookies: dict[str, str]) -> dict[str, str]:
+    """A Cookie header (per-request cookies are deprecated in httpx)."""
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data = tmp_path_factory.mktemp("security") / "data"
+    with seeded_server(data, seed_tenants, max_body_bytes=256 * 1024) as running:
+        yield running
+
+
+@pytest.fixture
+def anon(srv: RunningServer) -> Iterator[httpx.Client]:
+    with client_from(srv, "127.0.0.2") as c:
+        yield c
+
+
+def key_id_of(token: str) -> str:
+    parts = split_token(token)
+    assert parts is not None
+    return parts[1]
+
+
+# --- keys --------------------------------------------------------------------------------------
+def test_keys_are_stored_hashed(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("tenant", ACME.tenant_id)
+    assert anon.get("/api/tenants", headers=bearer(token)).status_code == 200
+    _, key_id, secret = split_token(token) or ("", "", "")
+    data_dir = srv.services.settings.data_dir
+    raw = b"".join(p.read_bytes() for p in sorted(data_dir.glob("config.db*")))
+    assert key_id.encode() in raw  # the right file: the key is there
+    assert hash_secret(secret).encode() in raw  # ...as its hash
+    assert token.encode() not in raw and secret.encode() not in raw
+    # and through SQL: no column holds the secret
+    with sqlite3.connect(data_dir / "config.db") as db:
+        rows = db.execute("SELECT * FROM api_keys").fetchall()
+    assert rows and not any(secret in str(v) for row in rows for v in row)
+
+
+def test_key_formats_and_mismatches_are_refused(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("reader")
+    _, key_id, secret = split_token(token) or ("", "", "")
+    assert token.startswith("tsr_")
+    assert anon.get("/api/tenants", headers=bearer(token)).status_code == 200
+    assert anon.get("/api/tenants", headers={"Authorization": f"bearer {token}"}).status_code == 200
+    refused = [
+        f"tsa_{key_id}_{secret}",  # the prefix of another role: no promotion to admin
+        f"tst_{key_id}_{secret}",
+        f"tsr_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}",  # last char off
+        f"tsr_{key_id}_{secret}x",  # longer
+        f"tsr_{key_id}_{secret[:10]}",  # shorter
+        f"tsr_{key_id}",
+        f"tsr__{secret}",
+        f"xyz_{key_id}_{secret}",
+        secret,
+        "tsr_" + "f" * 12 + "_" + secret,  # an unknown id
+    ]
+    for bad in refused:
+        resp = anon.get("/api/tenants", headers=bearer(bad))
+        assert resp.status_code == 401, (bad, resp.text)
+        assert resp.headers["www-authenticate"] == "Bearer"
+        assert "not valid" in resp.json()["error"]["message"]
+    # non-ASCII bytes in the header: refused, not a crash
+    resp = anon.get("/api/tenants", headers=[(b"authorization", b"Bearer tsr_\xe9\xff_\x80")])
+    assert resp.status_code == 401
+
+
+def test_x_api_key_header(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("tenant", ACME.tenant_id)
+    resp = anon.get("/api/tenants", params=RANGE, headers={"x-api-key": token})
+    assert resp.status_code == 200
+    assert [r["tenant_id"] for r in resp.json()["items"]] == [ACME.tenant_id]
+    assert anon.get("/api/tenants", headers={"x-api-key": "tsr_nope_nope"}).status_code == 401
+
+
+def test_last_used_is_recorded(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("reader")
+    key = srv.services.config.get_api_key(key_id_of(token))
+    assert key is not None and key.last_used_at is None
+    assert anon.get("/api/sla", headers=bearer(token)).status_code == 200
+    key = srv.services.config.get_api_key(key_id_of(token))
+    assert key is not None and key.last_used_at is not None
+    listed = {k["key_id"]: k for k in srv.client.get("/api/keys").json()}
+    assert listed[key_id_of(token)]["last_used_at"] is not None
+
+
+def test_revocation_takes_effect(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("tenant", ACME.tenant_id)
+    assert anon.get("/api/traces", headers=bearer(token)).status_code == 200
+    # by the admin API: at once
+    resp = srv.client.delete(f"/api/keys/{key_id_of(token)}")
+    assert resp.status_code == 200 and resp.json()["active"] is False
+    assert resp.json()["revoked_at"] is not None
+    assert anon.get("/api/traces", headers=bearer(token)).status_code == 401
+    assert srv.client.delete(f"/api/keys/{key_id_of(token)}").status_code == 404  # once
+    # in the store (what the CLI does from another process): once the cache forgets it
+    other = srv.key("reader")
+    assert anon.get("/api/traces", headers=bearer(other)).status_code == 200
+    assert srv.services.config.revoke_api_key(key_id_of(other))
+    srv.services.keys.forget(key_id_of(other))
+    assert anon.get("/api/traces", headers=bearer(other)).status_code == 401
+
+
+def test_admin_key_api(srv: RunningServer, anon: httpx.Client) -> None:
+    created = srv.client.post(
+        "/api/keys", json={"role": "tenant", "tenant_id": GLOBEX.tenant_id, "name": "portal"}
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    token = body["token"]
+    assert token.startswith("tst_") and body["role"] == "tenant" and body["active"] is True
+    assert body["tenant_id"] == GLOBEX.tenant_id and body["key_id"] == key_id_of(token)
+    secret = split_token(token)[2]  # type: ignore[index]
+    # it works, and reads its tenant only
+    resp = anon.get("/api/tenants", params=RANGE, headers=bearer(token))
+    assert [r["tenant_id"] for r in resp.json()["items"]] == [GLOBEX.tenant_id]
+    # the list never shows a token, a secret or its hash
+    listed = srv.client.get("/api/keys")
+    assert listed.status_code == 200
+    assert secret not in listed.text and hash_secret(secret) not in listed.text
+    assert all("token" not in k and "secret_hash" not in k for k in listed.json())
+    assert body["key_id"] in {k["key_id"] for k in listed.json()}
+    # bad requests: clear 400s
+    for bad in (
+        {"role": "root"},
+        {"role": "tenant"},  # a tenant key needs its tenant
+        {"role": "reader", "tenant_id": ACME.tenant_id},
+        {"role": "admin", "name": "x" * 500},
+        {},
+    ):
+        resp = srv.client.post("/api/keys", json=bad)
+        assert resp.status_code == 400, (bad, resp.status_code, resp.text)
+        assert resp.json()["error"]["message"]
+    assert srv.client.delete("/api/keys/doesnotexist").status_code == 404
+    # only admin keys may manage keys
+    for role, tenant in (("reader", None), ("tenant", ACME.tenant_id), ("ingest", None)):
+        other = srv.key(role, tenant)
+        for method, path in (("GET", "/api/keys"), ("POST", "/api/keys")):
+            resp = anon.request(method, path, headers=bearer(other), json={"role": "admin"})
+            assert resp.status_code == 403, (role, method, resp.text)
+        assert anon.delete(f"/api/keys/{body['key_id']}", headers=bearer(other)).status_code == 403
+    assert anon.get("/api/keys").status_code == 401
+    still = anon.get("/api/tenants", headers=bearer(token))
+    assert still.status_code == 200  # none of the refused revocations went through
+
+
+def test_anonymous_key_api_is_refused_before_the_body_is_read(anon: httpx.Client) -> None:
+    resp = anon.post(
+        "/api/keys", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 401, resp.text
+
+
+# --- OTLP exporters ----------------------------------------------------------------------------
+def _spans(tenant: str) -> list[ReadableSpan]:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("security-test")
+    with tracer.start_as_current_span("chat otel-exporter") as span:
+        span.set_attribute("tenant.id", tenant)
+        span.set_attribute("gen_ai.request.model", "gpt-4o")
+        span.set_attribute("gen_ai.usage.input_tokens", 7)
+        span.set_attribute("gen_ai.usage.output_tokens", 3)
+    provider.shutdown()
+    return list(memory.get_finished_spans())
+
+
+def _stored_traces(srv: RunningServer, tenant: str) -> set[str]:
+    resp = srv.client.get("/api/traces", params={"tenant_id": tenant, "limit": 1000})
+    assert resp.status_code == 200
+    return {t["trace_id"] for t in resp.json()["items"]}
+
+
+def test_otlp_exporter_with_headers(srv: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    token = srv.key("ingest")
+    endpoint = f"{srv.url}/v1/traces"
+    spans = _spans("otel-headers-tenant")
+    good = OTLPSpanExporter(endpoint=endpoint, headers={"authorization": f"Bearer {token}"})
+    assert good.export(spans) is SpanExportResult.SUCCESS
+    trace_id = format(spans[0].context.trace_id, "032x")
+    assert trace_id in _stored_traces(srv, "otel-headers-tenant")
+    # the standard environment variable, as OTEL_EXPORTER_OTLP_HEADERS=x-api-key=<key>
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-api-key={token}")
+    spans = _spans("otel-env-tenant")
+    assert OTLPSpanExporter().export(spans) is SpanExportResult.SUCCESS
+    assert format(spans[0].context.trace_id, "032x") in _stored_traces(srv, "otel-env-tenant")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{token}")
+    assert OTLPSpanExporter().export(_spans("otel-env-tenant")) is SpanExportResult.SUCCESS
+    # without a key, or with a reader key, the export fails
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_HEADERS")
+    spans = _spans("otel-refused-tenant")
+    assert OTLPSpanExporter(endpoint=endpoint).export(spans) is SpanExportResult.FAILURE
+    reader = OTLPSpanExporter(endpoint=endpoint, headers={"x-api-key": srv.key("reader")})
+    assert reader.export(spans) is SpanExportResult.FAILURE
+    assert _stored_traces(srv, "otel-refused-tenant") == set()
+
+
+# --- tenant-bound ingest keys ------------------------------------------------------------------
+def _event(event_id: str, tenant: str | None, **more: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "event_id": event_id,
+        "model": "gpt-4o",
+        "input_tokens": 5,
+        "output_tokens": 1,
+        "timestamp": (NOW - timedelta(hours=1)).isoformat(),
+        **more,
+    }
+    if tenant is not None:
+        out["tenant_id"] = tenant
+    return out
+
+
+def test_bound_ingest_key_events(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("ingest", ACME.tenant_id)
+    resp = anon.post(
+        "/v1/events",
+        headers=bearer(token),
+        json=[
+            _event("bound-ev-own", ACME.tenant_id, user_id="bound-user-own"),
+            _event("bound-ev-foreign", GLOBEX.tenant_id, user_id="bound-user-foreign"),
+            _event("bound-ev-none", None, user_id="bound-user-none"),
+        ],
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["accepted"] == 2 and body["rejected"] == 1
+    (err,) = body["errors"]
+    assert err["field"] == "tenant_id"
+    assert f"writes tenant {ACME.tenant_id!r} only" in err["message"]
+    assert GLOBEX.tenant_id in err["message"]
+    users = srv.client.get("/api/users", params={**RANGE, "tenant_id": ACME.tenant_id})
+    ids = {u["id"] for u in users.json()["items"]}
+    assert {"bound-user-own", "bound-user-none"} <= ids  # no tenant: the bound one
+    globex = srv.client.get("/api/users", params={**RANGE, "tenant_id": GLOBEX.tenant_id})
+    assert "bound-user-foreign" not in globex.text
+    # a batch of nothing but another tenant's events: a 400 that says why
+    resp = anon.post(
+        "/v1/events", headers=bearer(token), json=[_event("bound-ev-2", GLOBEX.tenant_id)]
+    )
+    assert resp.status_code == 400
+    assert f"writes tenant {ACME.tenant_id!r} only" in resp.json()["error"]["message"]
+
+
+def _otlp_request(spans: list[tuple[str, str | None]]) -> bytes:
+    """An ExportTraceServiceRequest with one span per (name, tenant)."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    req = ExportTraceServiceRequest()
+    scope = req.resource_spans.add().scope_spans.add()
+    start = int((NOW - timedelta(hours=1)).timestamp() * 1e9)
+    for i, (name, tenant) in enumerate(spans):
+        s = scope.spans.add()
+        s.trace_id = bytes.fromhex(f"5ec0{i:028x}")
+        s.span_id = bytes.fromhex(f"{i + 1:016x}")
+        s.name = name
+        s.start_time_unix_nano = start
+        s.end_time_unix_nano = start + 1_000_000
+        s.attributes.append(KeyValue(key="gen_ai.request.model", value=AnyValue(string_value="m")))
+        if tenant is not None:
+            s.attributes.append(KeyValue(key="tenant.id", value=AnyValue(string_value=tenant)))
+    encoded: bytes = req.SerializeToString()
+    return encoded
+
+
+def test_bound_ingest_key_spans(srv: RunningServer, anon: httpx.Client) -> None:
+    token = srv.key("ingest", GLOBEX.tenant_id)
+    body = _otlp_request(
+        [("bound-own", GLOBEX.tenant_id), ("bound-foreign", ACME.tenant_id), ("bound-none", None)]
+    )
+    resp = anon.post(
+        "/v1/traces",
+        content=body,
+        headers={**bearer(token), "content-type": "application/x-protobuf"},
+    )
+    assert resp.status_code == 200, resp.text
+    answer = ExportTraceServiceResponse.FromString(resp.content)
+    assert answer.partial_success.rejected_spans == 1
+    message = answer.partial_success.error_message
+    assert f"writes tenant {GLOBEX.tenant_id!r} only" in message and ACME.tenant_id in message
+    traces = srv.client.get("/api/traces", params={**RANGE, "limit": 1000}).json()["items"]
+    by_name = {t["name"]: t["tenant_id"] for t in traces if t["name"].startswith("bound-")}
+    assert by_name == {"bound-own": GLOBEX.tenant_id, "bound-none": GLOBEX.tenant_id}
+
+
+def test_bound_ingest_key_cannot_touch_another_tenants_trace(
+    srv: RunningServer, anon: httpx.Client
+) -> None:
+    ts = (NOW - timedelta(minutes=30)).isoformat()
+    trace = "b0b0b0b0" + "e" * 24
+    # globex's trace: its root carries the tenant, the LLM call inherits it
+    seeded = srv.client.post(
+        "/v1/events",
+        json=[
+            _event("gx-root", GLOBEX.tenant_id, trace_id=trace, span_id="a" * 16, timestamp=ts),
+            {
+                **_event("gx-llm", None, trace_id=trace, span_id="b" * 16, timestamp=ts),
+                "parent_span_id": "a" * 16,
+                "cost_usd": "0.5",
+            },
+        ],
+    )
+    assert seeded.json()["accepted"] == 2, seeded.text
+    before = srv.client.get(f"/api/tenants/{GLOBEX.tenant_id}/usage", params=RANGE).json()
+    acme_ingest = srv.key("ingest", ACME.tenant_id)
+    attacks = [
+        # a span with globex's root span id: globex's LLM call now inherits acme
+        {"event_id": "atk-reuse", "trace_id": trace, "span_id": "a" * 16, "timestamp": ts},
+        # an LLM call under globex's LLM call: globex's is shadowed (no longer counted)
+        {
+            **_event("atk-child", None, trace_id=trace, span_id="c" * 16, timestamp=ts),
+            "parent_span_id": "b" * 16,
+            "cost_usd": "0",
+        },
+    ]
+    for attack in attacks:
+        resp = anon.post("/v1/events", headers=bearer(acme_ingest), json=[attack])
+        assert resp.status_code in (200, 400), resp.text
+    after = srv.client.get(f"/api/tenants/{GLOBEX.tenant_id}/usage", params=RANGE).json()
+    assert after == before
+    acme_reader = srv.key("tenant", ACME.tenant_id)
+    seen = anon.get(f"/api/traces/{trace}", headers=bearer(acme_reader))
+    assert "gx-llm" not in seen.text
+
+
+# --- the failure limit -------------------------------------------------------------------------
+def test_bad_keys_are_rate_limited_per_client(srv: RunningServer) -> None:
+    good = srv.key("reader")
+    with client_from(srv, "127.0.0.3") as attacker, client_from(srv, "127.0.0.4") as bystander:
+        for i in range(20):
+            resp = attacker.get("/api/tenants", headers=bearer(f"tsr_guess{i}_wrong"))
+            assert resp.status_code == 401, (i, resp.text)
+        resp = attacker.get("/api/tenants", headers=bearer("tsr_guess_again"))
+        assert resp.status_code == 429
+        assert int(resp.headers["retry-after"]) >= 1
+        assert "too many" in resp.json()["error"]["message"]
+        # even a good key is refused from that address for now (no guessing on)
+        assert attacker.get("/api/tenants", headers=bearer(good)).status_code == 429
+        # sign-in from there is limited too
+        login = attacker.post(
+            "/login",
+            data={"key": good, "csrf": CSRF},
+            headers={"cookie": f"ts_csrf={CSRF}"},
+        )
+        assert login.status_code == 429
+        # other clients are not affected
+        assert bystander.get("/api/tenants", headers=bearer(good)).status_code == 200
+
+
+def test_failed_sign_ins_are_rate_limited(srv: RunningServer) -> None:
+    good = srv.key("admin")
+    with client_from(srv, "127.0.0.5") as c:
+        for i in range(20):
+            resp = c.post(
+                "/login", data={"key": f"tsa_x{i}_y", "csrf": CSRF}, headers=jar({"ts_csrf": CSRF})
+            )
+            assert resp.status_code == 401, i
+        resp = c.post("/login", data={"key": good, "csrf": CSRF}, headers=jar({"ts_csrf": CSRF}))
+        assert resp.status_code == 429
+        assert "too many" in resp.text
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+def _login(c: httpx.Client, key: str, nxt: str | None = None, csrf: str | None = CSRF) -> Any:
+    data = {"key": key}
+    if csrf is not None:
+        data["csrf"] = csrf
+    if nxt is not None:
+        data["next"] = nxt
+    resp = c.post("/login", data=data, headers={"cookie": f"ts_csrf={CSRF}"})
+    c.cookies.clear()
+    return resp
+
+
+@pytest.fixture
+def browserless(srv: RunningServer) -> Iterator[httpx.Client]:
+    with client_from(srv, "127.0.0.6") as c:
+        yield c
+
+
+def test_sign_in_sets_a_safe_cookie(srv: RunningServer, browserless: httpx.Client) -> None:
+    token = srv.key("tenant", ACME.tenant_id)
+    page = browserless.get("/login")
+    assert page.status_code == 200
+    csrf_cookie = page.headers["set-cookie"]
+    assert "ts_csrf=" in csrf_cookie and "HttpOnly" in csrf_cookie
+    browserless.cookies.clear()
+    resp = _login(browserless, token, "/traces")
+    assert resp.status_code == 303 and resp.headers["location"] == "/traces"
+    cookie = resp.headers["set-cookie"]
+    assert cookie.startswith("ts_session=")
+    assert "HttpOnly" in cookie and re.search(r"SameSite=lax", cookie, re.I)
+    assert "Path=/" in cookie and "Max-Age=" in cookie
+    value = resp.cookies["ts_session"]
+    assert token not in cookie and split_token(token)[2] not in value  # type: ignore[index]
+    # the session reads the tenant's own data
+    api = browserless.get("/api/tenants", params=RANGE, headers=jar({"ts_session": value}))
+    assert [t["tenant_id"] for t in api.json()["items"]] == [ACME.tenant_id]
+    # but it is no key for writes: no cross-site request can use it
+    post = browserless.post(
+        "/api/keys", json={"role": "admin"}, headers=jar({"ts_session": value, "ts_csrf": CSRF})
+    )
+    assert post.status_code == 401
+    browserless.cookies.clear()
+
+
+def test_sign_in_refusals(srv: RunningServer, browserless: httpx.Client) -> None:
+    ingest = srv.key("ingest")
+    resp = _login(browserless, ingest)
+    assert resp.status_code == 401 and "ts_session" not in resp.headers.get("set-cookie", "")
+    assert "ingest key can only send data" in resp.text
+    resp = _login(browserless, "tsa_nothing_here")
+    assert resp.status_code == 401 and "not valid" in resp.text
+    assert "ts_session" not in resp.headers.get("set-cookie", "")
+    good = srv.key("admin")
+    # CSRF: missing, or not matching the cookie
+    assert _login(browserless, good, csrf=None).status_code == 403
+    assert _login(browserless, good, csrf="something-else").status_code == 403
+    no_cookie = browserless.post("/login", data={"key": good, "csrf": CSRF})
+    assert no_cookie.status_code == 403
+    assert "reload the page" in no_cookie.text
+
+
+def test_forged_expired_and_revoked_sessions_are_ignored(
+    srv: RunningServer, browserless: httpx.Client
+) -> None:
+    token = srv.key("admin")
+    key_id = key_id_of(token)
+    signer = srv.services.sessions
+    valid = signer.make(key_id)
+    assert browserless.get("/tenants", headers=jar({"ts_session": valid})).status_code == 200
+    kid, expires, sig = valid.split(".")
+    other_kid = key_id_of(srv.key("reader"))
+    forged = [
+        f"{kid}.{int(expires) + 999999}.{sig}",  # a longer life, same signature
+        f"{other_kid}.{expires}.{sig}",  # another key id
+        f"{kid}.{expires}.{sig[:-2]}AA",
+        f"{kid}.{expires}",
+        "garbage",
+        "",
+        signer.make(key_id, seconds=-5),  # expired
+        signer.make("no-such-key"),  # signed, but no such key
+    ]
+    for cookie in forged:
+        page = browserless.get("/tenants", headers=jar({"ts_session": cookie}))
+        assert page.status_code == 303, cookie
+        assert page.headers["location"].startswith("/login?next=")
+        api = browserless.get("/api/tenants", headers=jar({"ts_session": cookie}))
+        assert api.status_code == 401, cookie
+    browserless.cookies.clear()
+    # a revoked key's session ends with it
+    srv.client.delete(f"/api/keys/{key_id}")
+    assert browserless.get("/tenants", headers=jar({"ts_session": valid})).status_code == 303
+    browserless.cookies.clear()
+
+
+def test_sign_out(srv: RunningServer, browserless: httpx.Client) -> None:
+    token = srv.key("reader")
+    session = _login(browserless, token).cookies["ts_session"]
+    cookies = {"ts_session": session, "ts_csrf": CSRF}
+    # without the form's CSRF token: refused
+    assert browserless.post("/logout", headers=jar(cookies)).status_code == 403
+    resp = browserless.post("/logout", data={"csrf": CSRF}, headers=jar(cookies))
+    assert resp.status_code == 303 and resp.headers["location"] == "/login"
+    cleared = resp.headers["set-cookie"]
+    assert cleared.startswith("ts_session=") and re.search(
+        r"Max-Age=0|expires=Thu, 01 Jan 1970", cleared
+    )
+    browserless.cookies.clear()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.com",
+        "//evil.com/x",
+        "https://evil.com",
+        "http://evil.com/login",
+        "/\\evil.com",
+        "\\\\evil.com",
+        "/\t/evil.com",
+        "javascript:alert(1)",
+        "evil.com",
+        "///evil.com",
+    ],
+)
+def test_no_open_redirect(srv: RunningServer, browserless: httpx.Client, target: str) -> None:
+    token = srv.key("reader")
+    resp = _login(browserless, token, target)
+    assert resp.status_code == 303
+    location = resp.headers["location"]
+    assert _stays_here(location), location
+    # signed in already, the login page sends on to next= too
+    session = resp.cookies["ts_session"]
+    again = browserless.get("/login", params={"next": target}, headers=jar({"ts_session": session}))
+    assert again.status_code == 303 and _stays_here(again.headers["location"])
+    # the login form carries next= along to the POST above, where it is checked again
+    page = browserless.get("/login", params={"next": target})
+    assert re.search(r'name="next" value="/', page.text)
+    browserless.cookies.clear()
+
+
+def _stays_here(location: str) -> bool:
+    """A browser would stay on this server: a path, not //host or a scheme."""
+    cleaned = re.sub(r"[\t\n\r]", "", location)  # browsers drop these from URLs
+    return cleaned.startswith("/") and not cleaned.startswith(("//", "/\\"))
+
+
+def test_local_next_is_kept(srv: RunningServer, browserless: httpx.Client) -> None:
+    resp = _login(browserless, srv.key("reader"), "/traces?tenant=acme-own&range=24h")
+    assert resp.headers["location"] == "/traces?tenant=acme-own&range=24h"
+
+
+def test_anonymous_page_is_sent_to_sign_in_and_back(browserless: httpx.Client) -> None:
+    resp = browserless.get("/traces", params={"tenant": "acme-own", "range": "24h"})
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/login?next=" + quote(
+        "/traces?tenant=acme-own&range=24h", safe=""
+    )
+
+
+# --- headers -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "path", ["/", "/tenants", "/traces", "/sla", "/prices", "/tenant?id=nope", "/login", "/nope"]
+)
+def test_security_headers_on_html(srv: RunningServer, anon: httpx.Client, path: str) -> None:
+    headers = {"accept": "text/html"}
+    if path != "/login":  # signed in, the login page sends on
+        headers["authorization"] = f"Bearer {srv.admin_key}"
+    resp = anon.get(path, headers=headers)
+    assert resp.headers["content-type"].startswith("text/html"), (path, resp.status_code)
+    csp = resp.headers["content-security-policy"]
+    directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+    assert directives["script-src"] == ["'self'"]
+    assert "'unsafe-inline'" not in directives["script-src"]
+    assert "'unsafe-eval'" not in " ".join(directives.get("default-src", []))
+    assert directives["frame-ancestors"] == ["'none'"]
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    assert resp.headers["x-frame-options"] == "DENY"
+    # the pages keep the CSP's promise: no inline script that would need an exception
+    for attrs in re.findall(r"<script([^>]*)>", resp.text):
+        assert "src=" in attrs or "application/json" in attrs, attrs
+    assert not re.search(r"\son[a-z]+=", resp.text)  # no inline event handlers
+
+
+# --- hostile input -----------------------------------------------------------------------------
+HOSTILE = [
+    "<script>alert('x')</script>",
+    "quo\"te's",
+    "租户-ü-🙂",
+    "' OR 1=1 --",
+    '"; DROP TABLE records; --',
+    "a/b?c=d#e%2F&f",
+]
+PAYLOADS = [
+    "' OR '1'='1",
+    "x' UNION SELECT tenant_id FROM records --",
+    "%' OR tenant_id LIKE '%",
+    "*",
+    "\\' OR 1=1 #",
+    "acme-own' --",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile(srv: RunningServer) -> RunningServer:
+    events = []
+    for i, h in enumerate(HOSTILE):
+        events.append(
+            _event(
+                f"hostile-{i}",
+                h,
+                user_id=h + "-u",
+                session_id=h + "-s",
+                feature=h,
+                timestamp=(NOW - timedelta(hours=1, minutes=i)).isoformat(),
+            )
+        )
+    resp = srv.client.post("/v1/events", json=events)
+    assert resp.json()["accepted"] == len(HOSTILE), resp.text
+    return srv
+
+
+def test_hostile_ids_are_stored_faithfully_and_filtered_exactly(hostile: RunningServer) -> None:
+    c = hostile.client
+    for h in HOSTILE:
+        traces = c.get("/api/traces", params={**RANGE, "tenant_id": h}).json()["items"]
+        assert [(t["tenant_id"], t["user_id"]) for t in traces] == [(h, h + "-u")]
+        users = c.get("/api/users", params={**RANGE, "tenant_id": h}).json()["items"]
+        assert [u["id"] for u in users] == [h + "-u"]
+        sessions = c.get("/api/sessions", params={**RANGE, "tenant_id": h, "user_id": h + "-u"})
+        assert [s["id"] for s in sessions.json()["items"]] == [h + "-s"]
+        detail = c.get(f"/api/tenants/{quote(h, safe='')}", params=RANGE)
+        assert detail.status_code == 200 and detail.json()["tenant_id"] == h
+        usage = c.get(f"/api/tenants/{quote(h, safe='')}/usage", params=RANGE).json()
+        assert usage["tenant_id"] == h and usage["request_count"] == 1
+        by_feature = c.get("/api/breakdown", params={**RANGE, "by": "feature", "tenant_id": h})
+        assert [r["key"] for r in by_feature.json()["items"]] == [h]
+
+
+def test_injection_payloads_find_nothing(hostile: RunningServer) -> None:
+    c = hostile.client
+    before = c.get("/api/tenants", params={**RANGE, "limit": 1000}).json()["items"]
+    for p in PAYLOADS:
+        for path, params in (
+            ("/api/traces", {"tenant_id": p}),
+            ("/api/traces", {"user_id": p}),
+            ("/api/traces", {"session_id": p}),
+            ("/api/traces", {"model": p}),
+            ("/api/traces", {"feature": p}),
+            ("/api/users", {"tenant_id": p}),
+            ("/api/sessions", {"tenant_id": p, "user_id": p}),
+            ("/api/tenants", {"q": p}),
+        ):
+            resp = c.get(path, params={**RANGE, **params})
+            assert resp.status_code == 200, (path, params, resp.text)
+            assert resp.json()["items"] == [], (path, params)
+        for path in (f"/api/tenants/{quote(p, safe='')}", f"/api/traces/{quote(p, safe='')}"):
+            resp = c.get(path)
+            assert resp.status_code in (400, 404), (path, resp.status_code, resp.text)
+        breakdown = c.get("/api/breakdown", params={**RANGE, "by": "model", "tenant_id": p})
+        assert breakdown.status_code == 200 and breakdown.json()["items"] == []
+        for params in ({"sort": p}, {"order": p}, {"cursor": p}, {"by": p}):
+            resp = c.get("/api/breakdown" if "by" in params else "/api/tenants", params=params)
+            assert resp.status_code == 400, (params, resp.text)
+    after = c.get("/api/tenants", params={**RANGE, "limit": 1000}).json()["items"]
+    assert after == before  # nothing dropped, nothing changed
+
+
+def test_a_tenant_key_for_a_hostile_id_sees_only_it(
+    hostile: RunningServer, anon: httpx.Client
+) -> None:
+    for h in ("' OR 1=1 --", '"; DROP TABLE records; --'):
+        token = hostile.key("tenant", h)
+        resp = anon.get("/api/traces", params={**RANGE, "limit": 1000}, headers=bearer(token))
+        assert {t["tenant_id"] for t in resp.json()["items"]} == {h}
+        tenants = anon.get("/api/tenants", params=RANGE, headers=bearer(token)).json()["items"]
+        assert [t["tenant_id"] for t in tenants] == [h]
+
+
+@pytest.mark.parametrize("h", HOSTILE + PAYLOADS)
+def test_hostile_ids_are_escaped_in_pages(hostile: RunningServer, h: str) -> None:
+    c = hostile.client
+    q = quote(h, safe="")
+    for path in (
+        f"/traces?tenant={q}&user={q}-u&range=7d",
+        f"/traces?tenant={q}&session={q}&model={q}&feature={q}",
+        f"/tenant?id={q}",
+        f"/users?tenant={q}",
+        f"/sessions?tenant={q}&user={q}",
+        f"/tenants?q={q}",
+        f"/traces/{q}",
+        f"/login?next={q}",
+    ):
+        resp = c.get(path, headers={"accept": "text/html"})
+        assert resp.status_code < 500, (path, resp.status_code, resp.text[:300])
+        text = resp.text
+        if any(ch in h for ch in "<>\"'&"):
+            assert h not in text, (path, "unescaped")
+        assert "<script>alert" not in text
+    page = c.get("/tenant", params={**RANGE, "id": HOSTILE[0]})
+    assert page.status_code == 200
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
+
+
+def test_oversized_ids_are_refused_clearly(srv: RunningServer) -> None:
+    big = "t" * 10_240
+    resp = srv.client.post("/v1/events", json=[_event("big-tenant", big)])
+    assert resp.status_code == 400, resp.text
+    assert "tenant_id" in resp.text
+    assert srv.client.get("/api/traces", params={"tenant_id": big}).json()["items"] == []
+    assert srv.client.get(f"/api/tenants/{big}").status_code == 404
+    key = srv.client.post("/api/keys", json={"role": "tenant", "tenant_id": big})
+    assert key.status_code == 400
+
+
+# --- body limits -------------------------------------------------------------------------------
+def test_request_bodies_are_bounded(srv: RunningServer, browserless: httpx.Client) -> None:
+    form = {"key": "x" * 20_000, "csrf": CSRF}
+    resp = browserless.post("/login", data=form, headers={"cookie": f"ts_csrf={CSRF}"})
+    assert resp.status_code == 413
+    resp = browserless.post("/logout", content=b"csrf=" + b"a" * 20_000)
+    assert resp.status_code == 413
+    big = b"[" + b" " * (300 * 1024) + b"]"
+    resp = srv.client.post("/v1/events", content=big, headers={"content-type": "application/json"})
+    assert resp.status_code == 413
+    resp = srv.client.post(
+        "/v1/traces", content=big, headers={"content-type": "application/x-protobuf"}
+    )
+    assert resp.status_code == 413
+    browserless.cookies.clear()
+
+
+# --- insecure mode -----------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_insecure_mode_refuses_other_hosts(tmp_path: Path, host: str) -> None:
+    with pytest.raises(ConfigError, match="loopback"):
+        Settings.load(env={}, data_dir=tmp_path, host=host, insecure_no_auth=True)
+    with pytest.raises(ConfigError):
+        Settings.load(
+            env={"TENANTSCOPE_HOST": host, "TENANTSCOPE_INSECURE_NO_AUTH": "1"}, data_dir=tmp_path
+        )
+    assert Settings.load(env={}, data_dir=tmp_path, host=host).insecure_no_auth is False
+
+
+def test_insecure_mode_serves_without_keys(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data", port=free_port(), insecure_no_auth=True, ingest_workers=0
+    )
+    assert settings.host in ("127.0.0.1", "localhost", "::1")
+    services = Services.open(settings)
+    try:
+        seed_tenants(services)
+        with serve_app(services) as running, httpx.Client(base_url=running.url) as c:
+            assert c.get("/api/tenants", params=RANGE).status_code == 200
+            assert len(c.get("/api/tenants", params=RANGE).json()["items"]) == 3
+            assert c.get("/tenants").status_code == 200
+            ok = c.post("/v1/events", json=[_event("insecure-1", "insecure-tenant")])
+            assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    finally:
+        services.close()
+
+
+def test_public_routes_ignore_a_stale_key(srv: RunningServer) -> None:
+    """A health check or the sign-in page sent with an old key still answers, and the
+    key is not counted as a failed attempt."""
+    with client_from(srv, "127.0.0.9") as client:
+        for _ in range(30):
+            assert client.get("/healthz", headers=bearer("tsr_0000_stale")).status_code == 200
+        assert client.get("/login", headers=bearer("tsr_0000_stale")).status_code == 200
+        good = srv.key("reader")
+        assert client.get("/api/tenants", headers=bearer(good)).status_code == 200
