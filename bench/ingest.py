@@ -35,6 +35,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from tenantscope.demo import demo_batches, demo_tenants
 
 GOAL_SPANS_PER_S = 30_000.0
+# the key every request sends (an admin key: ingest, and /metrics for the stored count)
+AUTH: dict[str, str] = {}
+
+
+def _admin_key(data_dir: Path) -> str:
+    """An admin key in a data dir, made before its server starts."""
+    from tenantscope.server.keys import new_key
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteConfigStore(data_dir / "config.db")
+    key, token = new_key("admin", "bench/ingest.py")
+    store.add_api_key(key)
+    store.close()
+    return token
 
 
 def _free_port() -> int:
@@ -114,7 +129,7 @@ def _sender(
     compress: bool,
     results: _Results,
 ) -> None:
-    headers = {"content-type": "application/x-protobuf"}
+    headers = {"content-type": "application/x-protobuf", **AUTH}
     if compress:
         headers["content-encoding"] = "gzip"
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -149,7 +164,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def _records_total(url: str) -> int | None:
     try:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
+        text = httpx.get(f"{url}/metrics", timeout=10, headers=AUTH).text
     except httpx.HTTPError:
         return None
     for line in text.splitlines():
@@ -161,6 +176,11 @@ def _records_total(url: str) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running server (default: start one)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("TENANTSCOPE_API_KEY"),
+        help="an admin key of --url (default: $TENANTSCOPE_API_KEY)",
+    )
     parser.add_argument("--data-dir", type=Path, help="for the started server (default: temp)")
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--batches", type=int, default=300, help="timed requests at most")
@@ -186,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="tenantscope-bench-")
         data_dir = args.data_dir or Path(tmp.name if tmp else ".")
+        AUTH["authorization"] = f"Bearer {_admin_key(data_dir)}"
         proc, url = _start_server(data_dir)
         print(f"started tenantscope serve at {url}, data dir {data_dir}")
+    elif args.api_key:
+        AUTH["authorization"] = f"Bearer {args.api_key}"
     try:
         warm_results = _Results()
         _sender(url, warm, itertools.count(), float("inf"), args.gzip, warm_results)

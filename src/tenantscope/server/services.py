@@ -65,6 +65,7 @@ class Services:
             settings.events_path,
             memory_limit=settings.duckdb_memory_limit,
             threads=settings.duckdb_threads or None,
+            checkpoint_threshold=settings.duckdb_checkpoint_threshold,
         )
         price = LivePricer(config)
         writer = BatchWriter(

@@ -56,6 +56,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("duckdb_memory_limit", lambda: "300MB", str, "DuckDB memory_limit for the event store"),
     Option("duckdb_threads", lambda: 0, int, "DuckDB threads (0: one per core)"),
     Option(
+        "duckdb_checkpoint_threshold",
+        lambda: "256MB",
+        str,
+        "write-ahead log size at which DuckDB folds it into the event file",
+    ),
+    Option(
         "trace_window_hours",
         lambda: 6.0,
         float,
@@ -92,6 +98,7 @@ class Settings:
     max_events: int
     duckdb_memory_limit: str
     duckdb_threads: int
+    duckdb_checkpoint_threshold: str
     trace_window_hours: float
     ingest_workers: int
     log_level: str

@@ -168,6 +168,7 @@ class DuckDBEventStore(EventStore):
         *,
         memory_limit: str = "400MB",
         threads: int | None = None,
+        checkpoint_threshold: str | None = None,
     ) -> None:
         target = str(path)
         if target != ":memory:":
@@ -177,6 +178,11 @@ class DuckDBEventStore(EventStore):
             # Appends and scans need not keep insertion order; every read that cares sorts.
             "preserve_insertion_order": False,
         }
+        if checkpoint_threshold is not None:
+            # DuckDB folds the write-ahead log into the file when it passes this size, on
+            # the committing (writer) thread; each fold also rewrites the table's last,
+            # partly filled row group, so folding rarely costs much less in total
+            config["checkpoint_threshold"] = checkpoint_threshold
         if threads is not None:
             config["threads"] = threads
         self.path = target
