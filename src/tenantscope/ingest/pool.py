@@ -16,11 +16,13 @@ import operator
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 
 from tenantscope.errors import TenantscopeError
@@ -28,7 +30,10 @@ from tenantscope.ingest.attribution import resolve_trace
 from tenantscope.ingest.normalize import normalize_span
 from tenantscope.ingest.otlp import decode_traces
 from tenantscope.pricing.catalog import infer_provider
+from tenantscope.pricing.pricer import Pricer
 from tenantscope.records import RECORD_FIELDS, UsageRecord
+from tenantscope.storage.base import PriceOverride
+from tenantscope.storage.serialize import records_to_arrow
 
 log = logging.getLogger("tenantscope.ingest")
 
@@ -36,6 +41,8 @@ MAX_REPORTED_ERRORS = 10
 _AS_TUPLE = operator.attrgetter(*RECORD_FIELDS)
 
 Decoded = tuple[list[UsageRecord], int, list[str]]
+# (generation, overrides): a worker keeps one Pricer per generation of the overrides
+PricesSnapshot = tuple[int, tuple[PriceOverride, ...]]
 
 
 def decode_otlp(
@@ -66,6 +73,31 @@ def decode_otlp(
         if len(group) > 1:
             resolve_trace(group)
     return records, rejected, errors
+
+
+_pricers: dict[int, Pricer] = {}
+
+
+def decode_otlp_table(
+    body: bytes,
+    content_type: str | None,
+    encoding: str | None,
+    max_bytes: int,
+    overrides: PricesSnapshot,
+) -> tuple[pa.Table, int, list[str]]:
+    """``decode_otlp``, then price the records (with the operator's overrides as the
+    server saw them) and convert them to Arrow: everything about a request's spans that
+    needs no stored state, so the server's single writer thread only checks, resolves
+    and appends."""
+    records, rejected, errors = decode_otlp(body, content_type, encoding, max_bytes)
+    generation, current = overrides
+    pricer = _pricers.get(generation)
+    if pricer is None:
+        _pricers.clear()  # one generation at a time per process
+        pricer = _pricers[generation] = Pricer(current)
+    for r in records:
+        pricer.apply(r)
+    return records_to_arrow(records), rejected, errors
 
 
 def _decode_in_worker(
@@ -105,24 +137,46 @@ class DecodePool:
     async def decode(
         self, body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
     ) -> Decoded:
+        args = (body, content_type, encoding, max_bytes)
+        # rows either way (in this process too), so both answers have one shape
+        rows, rejected, errors = await self._run(_decode_in_worker, _decode_in_worker, args)
+        return [UsageRecord(*row) for row in rows], rejected, errors
+
+    async def decode_table(
+        self,
+        body: bytes,
+        content_type: str | None,
+        encoding: str | None,
+        max_bytes: int,
+        overrides: PricesSnapshot,
+    ) -> tuple[pa.Table, int, list[str]]:
+        """Decoded, priced records as an Arrow table (see ``decode_otlp_table``)."""
+        args = (body, content_type, encoding, max_bytes, overrides)
+        result: tuple[pa.Table, int, list[str]] = await self._run(
+            decode_otlp_table, decode_otlp_table, args
+        )
+        return result
+
+    async def _run(
+        self, in_worker: Callable[..., Any], here: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Any:
+        """``in_worker(*args)`` in a worker process, or ``here(*args)`` in a thread when
+        there are no workers, or when a worker died (killed, out of memory): then new
+        workers start for the next requests and this one is still decoded, so the sender
+        sees no failure."""
         executor = self._executor
         if executor is None:
-            return await run_in_threadpool(decode_otlp, body, content_type, encoding, max_bytes)
+            return await run_in_threadpool(here, *args)
         loop = asyncio.get_running_loop()
         try:
-            rows, rejected, errors = await loop.run_in_executor(
-                executor, _decode_in_worker, body, content_type, encoding, max_bytes
-            )
+            return await loop.run_in_executor(executor, in_worker, *args)
         except BrokenProcessPool:
-            # a worker died (killed, out of memory): start new ones for the next requests
-            # and decode this one here, so the sender sees no failure
             log.warning("an ingest decode worker died; restarting the decode workers")
             if self._executor is executor:
                 self.restarts += 1
                 self._executor = self._start()
                 executor.shutdown(wait=False, cancel_futures=True)
-            return await run_in_threadpool(decode_otlp, body, content_type, encoding, max_bytes)
-        return [UsageRecord(*row) for row in rows], rejected, errors
+            return await run_in_threadpool(here, *args)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -17,12 +17,15 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import pyarrow as pa
 
 from tenantscope.errors import Unavailable
 from tenantscope.ingest.attribution import attribution_key, resolve_trace
 from tenantscope.records import UsageRecord
 from tenantscope.storage.base import EventStore
+from tenantscope.storage.serialize import arrow_to_records, to_utc_naive
 
 log = logging.getLogger("tenantscope.ingest")
 
@@ -50,6 +53,13 @@ class _Job:
     future: Future[WriteResult]
     # attribution already resolved among this job's own records (see ingest/pool.py)
     resolved: bool = False
+    # or: the records as a priced Arrow table (``records`` empty), made by a decode worker
+    # process; rows are turned into records only when their trace must be re-resolved
+    table: pa.Table | None = None
+
+    @property
+    def size(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.records)
 
 
 _STOP = object()
@@ -59,6 +69,61 @@ def synthetic_ids(event_id: str) -> tuple[str, str]:
     """A trace and span id for a native event that came without them, stable per event."""
     digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:32], digest[32:48]
+
+
+class _Rows:
+    """The ids, traces and start times of a batch's jobs, records and table rows alike,
+    read once; which job first sent each id (later copies in the batch are dropped)."""
+
+    def __init__(self) -> None:
+        self.ids: list[tuple[str, datetime, bool]] = []  # first copies: id, start, stamped
+        self.per_job: list[list[str]] = []  # ids each job sent first
+        self.traces: list[list[tuple[str, str, datetime]]] = []  # first copies per job
+        self.all_traces: list[list[tuple[str, str, datetime]]] = []
+        self._first_job: dict[str, int] = {}
+        self._priced: set[str] = set()
+
+    @classmethod
+    def of(cls, jobs: list[_Job]) -> _Rows:
+        rows = cls()
+        for j, job in enumerate(jobs):
+            if job.table is not None:
+                ids = job.table.column("event_id").to_pylist()
+                traces = job.table.column("trace_id").to_pylist()
+                starts = job.table.column("start_time").to_pylist()
+                stamped = [False] * len(ids)  # spans carry their own start times
+            else:
+                ids = [r.event_id for r in job.records]
+                traces = [r.trace_id for r in job.records]
+                starts = [to_utc_naive(r.start_time) for r in job.records]
+                stamped = [r.start_time == r.received_at for r in job.records]
+            mine: list[str] = []
+            mine_traces: list[tuple[str, str, datetime]] = []
+            for i, t, s, st in zip(ids, traces, starts, stamped, strict=True):
+                if i in rows._first_job:
+                    continue
+                rows._first_job[i] = j
+                rows.ids.append((i, s, st))
+                mine.append(i)
+                mine_traces.append((i, t, s))
+                if job.table is not None:
+                    rows._priced.add(i)
+            rows.per_job.append(mine)
+            rows.traces.append(mine_traces)
+            rows.all_traces.append(
+                list(zip(ids, traces, starts, strict=True)) if job.table is not None else []
+            )
+        return rows
+
+    def first(self, record: UsageRecord, job: int) -> bool:
+        """Whether ``job`` is the one that sent this id first in the batch."""
+        return self._first_job.get(record.event_id) == job
+
+    def first_id(self, event_id: str, job: int) -> bool:
+        return self._first_job.get(event_id) == job
+
+    def unpriced(self, event_id: str) -> bool:
+        return event_id not in self._priced
 
 
 class BatchWriter:
@@ -124,6 +189,17 @@ class BatchWriter:
     async def write(self, records: Sequence[UsageRecord], *, resolved: bool = False) -> WriteResult:
         return await asyncio.wrap_future(self.submit(records, resolved=resolved))
 
+    async def write_table(self, table: pa.Table) -> WriteResult:
+        """Like ``write`` for records already priced, resolved among themselves and
+        converted with ``records_to_arrow`` (what the decode workers hand back)."""
+        fut: Future[WriteResult] = Future()
+        if table.num_rows == 0:
+            return WriteResult(0, 0)
+        if not self.running:
+            raise Unavailable("the ingest writer is not running")
+        self._queue.put(_Job([], fut, True, table))
+        return await asyncio.wrap_future(fut)
+
     def write_sync(self, records: Sequence[UsageRecord], timeout: float = 60.0) -> WriteResult:
         return self.submit(records).result(timeout)
 
@@ -135,7 +211,7 @@ class BatchWriter:
                 return
             assert isinstance(first, _Job)
             jobs = [first]
-            size = len(first.records)
+            size = first.size
             stop_after = False
             while size < self._max_batch:
                 try:
@@ -147,7 +223,7 @@ class BatchWriter:
                     break
                 assert isinstance(nxt, _Job)
                 jobs.append(nxt)
-                size += len(nxt.records)
+                size += nxt.size
             try:
                 results = self._write_batch(jobs)
             except Exception as exc:  # a failed batch fails its requests, not the server
@@ -163,85 +239,111 @@ class BatchWriter:
                 return
 
     def _write_batch(self, jobs: list[_Job]) -> list[WriteResult]:
-        seen: set[str] = set()
-        fresh: list[UsageRecord] = []
-        per_job_fresh: list[list[str]] = []
-        # event id -> index of its job when that job came resolved, else -1
-        origin: dict[str, int] = {}
-        for j, job in enumerate(jobs):
-            ids: list[str] = []
-            for r in job.records:
-                if r.event_id in seen:
-                    continue
-                seen.add(r.event_id)
-                fresh.append(r)
-                ids.append(r.event_id)
-                origin[r.event_id] = j if job.resolved else -1
-            per_job_fresh.append(ids)
-        stored_ids = self._stored_ids(fresh)
-        if stored_ids:
-            fresh = [r for r in fresh if r.event_id not in stored_ids]
-        inserts, updates = self._resolve(fresh, origin)
+        rows = _Rows.of(jobs)
+        stored_ids = self._stored_ids(rows)
+        inserts, updates, tables, replaced = self._resolve(jobs, rows, stored_ids)
         for r in inserts:
-            self._price(r)
-        self._store.write(inserts, updates)
+            if rows.unpriced(r.event_id):
+                self._price(r)
+        self._store.write(inserts, updates, tables=tables, replaced=replaced)
         self.batches += 1
-        self.records_written += len(inserts)
+        self.records_written += len(inserts) + sum(t.num_rows for t in tables)
         results: list[WriteResult] = []
-        for job, ids in zip(jobs, per_job_fresh, strict=True):
+        for job, ids in zip(jobs, rows.per_job, strict=True):
             # an id repeated inside the batch is accepted for the job that sent it first
             accepted = sum(1 for i in ids if i not in stored_ids)
-            results.append(WriteResult(accepted, len(job.records) - accepted))
+            results.append(WriteResult(accepted, job.size - accepted))
         self.duplicates += sum(r.duplicates for r in results)
         return results
 
-    def _stored_ids(self, fresh: list[UsageRecord]) -> set[str]:
-        """Which of these records' ids are stored already.
+    def _stored_ids(self, rows: _Rows) -> set[str]:
+        """Which of the batch's new ids are stored already.
 
         A re-sent span or event carries its original's start time, so the look-up is
         bounded by the batch's own time range (plus ``RETRY_SKEW``) and the store skips all
-        older data. Only
-        records stamped with their arrival time (events sent without a timestamp) are
-        looked for within the wider dedupe window, since a retry of them arrives later."""
-        exact = [r for r in fresh if r.start_time != r.received_at]
-        stamped = [r for r in fresh if r.start_time == r.received_at]
+        older data. Only records stamped with their arrival time (events sent without a
+        timestamp) are looked for within the wider dedupe window, since a retry of them
+        arrives later."""
         found: set[str] = set()
-        for group, margin in ((exact, RETRY_SKEW), (stamped, self._dedupe_window)):
+        for stamped, margin in ((False, RETRY_SKEW), (True, self._dedupe_window)):
+            group = [(i, t) for i, t, s in rows.ids if s is stamped]
             if group:
                 found |= self._store.existing_event_ids(
-                    [r.event_id for r in group],
-                    min(r.start_time for r in group) - margin,
-                    max(r.start_time for r in group) + margin,
+                    [i for i, _ in group],
+                    min(t for _, t in group) - margin,
+                    max(t for _, t in group) + margin,
                 )
         return found
 
     def _resolve(
-        self, fresh: list[UsageRecord], origin: dict[str, int]
-    ) -> tuple[list[UsageRecord], list[UsageRecord]]:
-        traced = [r for r in fresh if r.trace_id]
-        if not traced:
-            return fresh, []
-        by_trace: dict[str, list[UsageRecord]] = {}
-        for r in traced:
-            by_trace.setdefault(r.trace_id, []).append(r)
-        lo = min(r.start_time for r in traced) - self._window
-        hi = max(r.start_time for r in traced) + self._window
-        stored = self._store.trace_records(list(by_trace), lo, hi)
+        self, jobs: list[_Job], rows: _Rows, stored_ids: set[str]
+    ) -> tuple[list[UsageRecord], list[UsageRecord], list[pa.Table], list[UsageRecord]]:
+        """(records to insert, stored records to rewrite, table rows to insert as they
+        are, the stored versions of the records to rewrite). Traces are re-resolved when
+        they have spans stored or spans in several requests (or in a request that was not
+        resolved); the rows of tables in such traces become records for it, the others
+        stay Arrow."""
+        new_ids = {i for i, _, _ in rows.ids if i not in stored_ids}
+        by_trace: dict[str, set[int]] = {}  # trace -> jobs with new rows in it
+        count: dict[str, int] = {}
+        lo = hi = None
+        for j, job in enumerate(jobs):
+            for event_id, trace_id, start in rows.traces[j]:
+                if event_id in new_ids and trace_id:
+                    by_trace.setdefault(trace_id, set()).add(j if job.resolved else -1)
+                    count[trace_id] = count.get(trace_id, 0) + 1
+                    lo = start if lo is None or start < lo else lo
+                    hi = start if hi is None or start > hi else hi
         stored_by_trace: dict[str, list[UsageRecord]] = {}
-        for s in stored:
-            stored_by_trace.setdefault(s.trace_id, []).append(s)
-        fresh_ids = {r.event_id for r in traced}
+        if by_trace and lo is not None and hi is not None:
+            for s in self._store.trace_records(
+                list(by_trace), lo - self._window, hi + self._window
+            ):
+                stored_by_trace.setdefault(s.trace_id, []).append(s)
+        redo = {
+            t
+            for t, js in by_trace.items()
+            if t in stored_by_trace or (count[t] > 1 and (len(js) > 1 or -1 in js))
+        }
+        inserts: list[UsageRecord] = []
+        tables: list[pa.Table] = []
+        for j, job in enumerate(jobs):
+            if job.table is None:
+                seen_here: set[str] = set()
+                for r in job.records:
+                    if r.event_id in new_ids and rows.first(r, j) and r.event_id not in seen_here:
+                        inserts.append(r)
+                    seen_here.add(r.event_id)
+                continue
+            keep: list[bool] = []
+            taken: list[bool] = []
+            here: set[str] = set()
+            for i, t, _ in rows.all_traces[j]:
+                # the batch's first copy of an id, and not already stored
+                is_new = rows.first_id(i, j) and i not in here and i in new_ids
+                here.add(i)
+                keep.append(is_new and t not in redo)
+                taken.append(is_new and t in redo)
+            if all(keep):
+                tables.append(job.table)
+            elif any(keep):
+                tables.append(job.table.filter(pa.array(keep)))
+            if any(taken):
+                inserts += arrow_to_records(job.table.filter(pa.array(taken)))
         updates: list[UsageRecord] = []
-        for trace_id, new in by_trace.items():
+        fresh_ids = {r.event_id for r in inserts}
+        new_by_trace: dict[str, list[UsageRecord]] = {}
+        for r in inserts:
+            if r.trace_id in redo:
+                new_by_trace.setdefault(r.trace_id, []).append(r)
+        replaced: list[UsageRecord] = []
+        for trace_id, new in new_by_trace.items():
             old = stored_by_trace.get(trace_id, [])
-            if not old and len(new) == 1:
-                continue  # a lone new span: nothing to inherit or shadow yet
-            if not old:
-                jobs_of = {origin[r.event_id] for r in new}
-                if len(jobs_of) == 1 and -1 not in jobs_of:
-                    continue  # the whole trace so far came in one request, resolved there
-            before = {s.event_id: attribution_key(s) for s in old}
+            # the stored versions, as they are until this batch commits: the store takes
+            # their rollup figures back out without looking them up again
+            before = {s.event_id: (attribution_key(s), s.replace()) for s in old}
             for r in resolve_trace([*old, *new]):  # resolves in place
-                if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id]:
+                if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id][0]:
                     updates.append(r)
-        return fresh, updates
+                    replaced.append(before[r.event_id][1])
+        return inserts, updates, tables, replaced

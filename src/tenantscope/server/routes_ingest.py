@@ -52,14 +52,20 @@ async def post_traces(request: Request) -> Response:
     limit = svc.settings.max_body_bytes
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
-    records, rejected, errors = await svc.decoder.decode(
-        body, ctype, request.headers.get("content-encoding"), limit
-    )
-    records, refused = await _bound_to_key_tenant(request, records)
-    if refused:
-        rejected += len(refused)
-        errors = [*errors, *refused[: max(0, 10 - len(errors))]]
-    await svc.writer.write(records, resolved=True)
+    encoding = request.headers.get("content-encoding")
+    if _bound_tenant(request) is None:
+        # the common case: decoded, priced and converted to Arrow in a worker process
+        table, rejected, errors = await svc.decoder.decode_table(
+            body, ctype, encoding, limit, svc.price.snapshot()
+        )
+        await svc.writer.write_table(table)
+    else:
+        records, rejected, errors = await svc.decoder.decode(body, ctype, encoding, limit)
+        records, refused = await _bound_to_key_tenant(request, records)
+        if refused:
+            rejected += len(refused)
+            errors = [*errors, *refused[: max(0, 10 - len(errors))]]
+        await svc.writer.write(records, resolved=True)
     message = "; ".join(errors)
     if ctype and ctype.split(";")[0].strip().lower() == "application/x-protobuf":
         resp = ExportTraceServiceResponse()
@@ -73,6 +79,14 @@ async def post_traces(request: Request) -> Response:
     return JSONResponse(out)
 
 
+def _bound_tenant(request: Request) -> str | None:
+    """The tenant an ingest key is bound to, if any."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None and principal.role == "ingest" and principal.tenant_id:
+        return principal.tenant_id
+    return None
+
+
 async def _bound_to_key_tenant(
     request: Request, records: list[UsageRecord]
 ) -> tuple[list[UsageRecord], list[str]]:
@@ -80,8 +94,7 @@ async def _bound_to_key_tenant(
     a tenant are given it, records of another tenant are refused (with a message), and so
     are records joining a trace that holds another tenant's records: attribution is
     resolved per trace, so such a span could otherwise re-attribute or shadow them."""
-    principal: Principal | None = getattr(request.state, "principal", None)
-    bound = principal.tenant_id if principal is not None and principal.role == "ingest" else None
+    bound = _bound_tenant(request)
     if not bound:
         return records, []
     kept: list[UsageRecord] = []

@@ -15,7 +15,7 @@ from tenantscope.records import UsageRecord
 from tenantscope.server.keys import KeyChecker
 from tenantscope.server.sessions import SessionSigner, load_secret
 from tenantscope.server.settings import Settings
-from tenantscope.storage.base import ConfigStore, EventStore
+from tenantscope.storage.base import ConfigStore, EventStore, PriceOverride
 from tenantscope.storage.duckdb_events import DuckDBEventStore
 from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
@@ -29,18 +29,32 @@ class LivePricer:
 
     def __init__(self, config: ConfigStore) -> None:
         self._config = config
-        self.pricer = Pricer(config.list_price_overrides())
+        self._overrides = tuple(config.list_price_overrides())
+        self._generation = 0
+        self.pricer = Pricer(self._overrides)
         self._read_at = time.monotonic()
         self._lock = threading.Lock()
 
-    def __call__(self, record: UsageRecord) -> None:
+    def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._read_at > OVERRIDES_TTL_S:
             with self._lock:
                 if now - self._read_at > OVERRIDES_TTL_S:
-                    self.pricer.set_overrides(self._config.list_price_overrides())
+                    current = tuple(self._config.list_price_overrides())
+                    if current != self._overrides:
+                        self._overrides = current
+                        self._generation += 1
+                        self.pricer.set_overrides(current)
                     self._read_at = now
+
+    def __call__(self, record: UsageRecord) -> None:
+        self._refresh()
         self.pricer.apply(record)
+
+    def snapshot(self) -> tuple[int, tuple[PriceOverride, ...]]:
+        """The overrides now and their generation, for pricing in the decode workers."""
+        self._refresh()
+        return self._generation, self._overrides
 
 
 @dataclass

@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+
 from tenantscope.records import UsageRecord
 
 
@@ -61,9 +63,19 @@ class EventStore(abc.ABC):
     dialect: Dialect
 
     @abc.abstractmethod
-    def write(self, inserts: Sequence[UsageRecord], updates: Sequence[UsageRecord] = ()) -> None:
-        """Append ``inserts`` and replace ``updates`` (matched by event_id) in one
-        transaction. Durable when it returns."""
+    def write(
+        self,
+        inserts: Sequence[UsageRecord],
+        updates: Sequence[UsageRecord] = (),
+        *,
+        tables: Sequence[pa.Table] = (),
+        replaced: Sequence[UsageRecord] = (),
+    ) -> None:
+        """Append ``inserts`` and the rows of ``tables`` (records already converted with
+        ``storage.serialize.records_to_arrow``), and replace ``updates`` (matched by
+        event_id), in one transaction. Durable when it returns. ``replaced``, when given,
+        are the stored versions of all of ``updates`` (the caller read them), so the
+        store need not look them up again."""
 
     @abc.abstractmethod
     def existing_event_ids(

@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tenantscope import errors
 from tenantscope.records import RECORD_FIELDS, UsageRecord
@@ -157,6 +158,13 @@ def _bind_value(value: Any) -> Any:
 
 def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _earliest(batch: pa.Table) -> datetime:
+    """The earliest start_time of a batch (UTC-naive, as stored)."""
+    value = pc.min(batch.column("start_time")).as_py()
+    assert isinstance(value, datetime)
+    return value
 
 
 class DuckDBEventStore(EventStore):
@@ -304,10 +312,25 @@ class DuckDBEventStore(EventStore):
 
     # -- writes ------------------------------------------------------------------------
 
-    def write(self, inserts: Sequence[UsageRecord], updates: Sequence[UsageRecord] = ()) -> None:
-        if not inserts and not updates:
+    def write(
+        self,
+        inserts: Sequence[UsageRecord],
+        updates: Sequence[UsageRecord] = (),
+        *,
+        tables: Sequence[pa.Table] = (),
+        replaced: Sequence[UsageRecord] = (),
+    ) -> None:
+        tables = [t for t in tables if t.num_rows]
+        old = (
+            records_to_arrow(replaced)
+            if replaced and {r.event_id for r in replaced} == {u.event_id for u in updates}
+            else None
+        )
+        if not inserts and not updates and not tables:
             return
-        batch = records_to_arrow([*updates, *inserts])
+        parts = [records_to_arrow([*updates, *inserts])] if inserts or updates else []
+        parts += tables
+        batch = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
         keys: pa.Table | None = None
         if updates:
             keys = pa.table(
@@ -323,14 +346,20 @@ class DuckDBEventStore(EventStore):
             cur.register("_ts_batch", batch)
             if keys is not None:
                 cur.register("_ts_keys", keys)
+            if old is not None:
+                cur.register("_ts_old", old)
             try:
                 cur.begin()
                 try:
                     if keys is not None:
                         lo, hi = _bounds(keys.column("start_time"))
                         # the replaced versions leave the rollups before they leave records
-                        for stmt in rollups.delta_inserts(_REPLACED, sign=-1):
-                            cur.execute(stmt, {"lo": lo, "hi": hi})
+                        if old is not None:  # given by the caller: no join over the range
+                            for stmt in rollups.delta_inserts("_ts_old", sign=-1):
+                                cur.execute(stmt)
+                        else:
+                            for stmt in rollups.delta_inserts(_REPLACED, sign=-1):
+                                cur.execute(stmt, {"lo": lo, "hi": hi})
                         # start_time first: the range lets zone maps skip other row groups.
                         cur.execute(
                             "DELETE FROM records USING _ts_keys k "
@@ -352,8 +381,9 @@ class DuckDBEventStore(EventStore):
                 cur.unregister("_ts_batch")
                 if keys is not None:
                     cur.unregister("_ts_keys")
-            first = min(r.start_time for r in (*updates, *inserts))
-            first = to_utc_naive(first)
+                if old is not None:
+                    cur.unregister("_ts_old")
+            first = _earliest(batch)
             if self._dirty_since is None or first < self._dirty_since:
                 self._dirty_since = first
             self._dirty_records += len(batch)
