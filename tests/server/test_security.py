@@ -482,13 +482,14 @@ def test_forged_expired_and_revoked_sessions_are_ignored(
     signer = srv.services.sessions
     valid = signer.make(key_id)
     assert browserless.get("/tenants", headers=jar({"ts_session": valid})).status_code == 200
-    kid, expires, sig = valid.split(".")
+    kid, expires, sid, sig = valid.split(".")
     other_kid = key_id_of(srv.key("reader"))
     forged = [
-        f"{kid}.{int(expires) + 999999}.{sig}",  # a longer life, same signature
-        f"{other_kid}.{expires}.{sig}",  # another key id
-        f"{kid}.{expires}.{sig[:-2]}AA",
-        f"{kid}.{expires}",
+        f"{kid}.{int(expires) + 999999}.{sid}.{sig}",  # a longer life, same signature
+        f"{other_kid}.{expires}.{sid}.{sig}",  # another key id
+        f"{kid}.{expires}.{sid[::-1]}.{sig}",  # another session id
+        f"{kid}.{expires}.{sid}.{sig[:-2]}AA",
+        f"{kid}.{expires}.{sid}",
         "garbage",
         "",
         signer.make(key_id, seconds=-5),  # expired
@@ -520,6 +521,16 @@ def test_sign_out(srv: RunningServer, browserless: httpx.Client) -> None:
         r"Max-Age=0|expires=Thu, 01 Jan 1970", cleared
     )
     browserless.cookies.clear()
+    # a copy of the signed-out cookie no longer works, on this server or after a restart
+    copied = browserless.get("/tenants", headers=jar({"ts_session": session}))
+    assert copied.status_code == 303
+    browserless.cookies.clear()
+    from tenantscope.server.sessions import REVOKED_FILE, SessionSigner, load_secret
+
+    data = srv.services.settings.data_dir
+    restarted = SessionSigner(load_secret(data), data / REVOKED_FILE)
+    assert restarted.read(session) is None
+    assert restarted.read(restarted.make("any-key")) == "any-key"
 
 
 @pytest.mark.parametrize(

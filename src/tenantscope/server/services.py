@@ -13,7 +13,7 @@ from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
 from tenantscope.records import UsageRecord
 from tenantscope.server.keys import KeyChecker
-from tenantscope.server.sessions import SessionSigner, load_secret
+from tenantscope.server.sessions import REVOKED_FILE, SessionSigner, load_secret
 from tenantscope.server.settings import Settings
 from tenantscope.storage.base import ConfigStore, EventStore, PriceOverride
 from tenantscope.storage.duckdb_events import DuckDBEventStore
@@ -95,7 +95,9 @@ class Services:
             decoder=DecodePool(settings.ingest_workers),
             price=price,
             keys=KeyChecker(config),
-            sessions=SessionSigner(load_secret(settings.data_dir)),
+            sessions=SessionSigner(
+                load_secret(settings.data_dir), settings.data_dir / REVOKED_FILE
+            ),
         )
         if start_writer:
             writer.start()

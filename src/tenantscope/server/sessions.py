@@ -1,9 +1,11 @@
 """Dashboard sessions: a signed cookie naming the key that signed in, with an expiry.
 
-The cookie holds ``<key_id>.<expires>.<signature>`` (HMAC-SHA256 with a secret kept in
-the data directory), so it reveals nothing secret and cannot be forged; each request
-still checks that the key exists and is not revoked. CSRF tokens for the dashboard's
-forms are a double-submitted random cookie, bound to nothing secret.
+The cookie holds ``<key_id>.<expires>.<session id>.<signature>`` (HMAC-SHA256 with a
+secret kept in the data directory), so it reveals nothing secret and cannot be forged;
+each request still checks that the key exists and is not revoked. Signing out revokes the
+session id on the server too (kept in the data directory until the session would have
+expired), so a copy of the cookie stops working. CSRF tokens for the dashboard's forms are
+a double-submitted random cookie, bound to nothing secret.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ SESSION_COOKIE = "ts_session"
 CSRF_COOKIE = "ts_csrf"
 SESSION_SECONDS = 12 * 3600
 SECRET_FILE = "session.key"
+REVOKED_FILE = "revoked-sessions.txt"
 
 
 def load_secret(data_dir: Path) -> bytes:
@@ -41,28 +45,64 @@ def load_secret(data_dir: Path) -> bytes:
 
 
 class SessionSigner:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, revoked_file: Path | None = None) -> None:
         self._secret = secret
+        self._revoked_file = revoked_file
+        self._lock = threading.Lock()
+        self._revoked: dict[str, int] = self._load_revoked()
 
     def _sign(self, payload: str) -> str:
         mac = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def make(self, key_id: str, seconds: int = SESSION_SECONDS) -> str:
-        payload = f"{key_id}.{int(time.time()) + seconds}"
+        payload = f"{key_id}.{int(time.time()) + seconds}.{secrets.token_hex(8)}"
         return f"{payload}.{self._sign(payload)}"
 
-    def read(self, value: str) -> str | None:
-        """The key id of a valid, unexpired session cookie, else None."""
+    def _parse(self, value: str) -> tuple[str, int, str] | None:
         parts = value.split(".")
-        if len(parts) != 3:
+        if len(parts) != 4:
             return None
-        key_id, expires, signature = parts
-        if not hmac.compare_digest(signature, self._sign(f"{key_id}.{expires}")):
+        key_id, expires, sid, signature = parts
+        if not hmac.compare_digest(signature, self._sign(f"{key_id}.{expires}.{sid}")):
             return None
         if not expires.isdigit() or int(expires) < time.time():
             return None
-        return key_id
+        return key_id, int(expires), sid
+
+    def read(self, value: str) -> str | None:
+        """The key id of a valid, unexpired, not signed-out session cookie, else None."""
+        parsed = self._parse(value)
+        if parsed is None or parsed[2] in self._revoked:
+            return None
+        return parsed[0]
+
+    def revoke(self, value: str) -> None:
+        """Sign a session out for good (a copied cookie stops working too)."""
+        parsed = self._parse(value)
+        if parsed is None:
+            return
+        _, expires, sid = parsed
+        with self._lock:
+            self._revoked[sid] = expires
+            if self._revoked_file is not None:
+                with self._revoked_file.open("a", encoding="ascii") as f:
+                    f.write(f"{sid} {expires}\n")
+
+    def _load_revoked(self) -> dict[str, int]:
+        """Signed-out sessions that would still be valid (expired ones are dropped, and
+        the file is rewritten without them)."""
+        path = self._revoked_file
+        if path is None or not path.exists():
+            return {}
+        now = time.time()
+        kept: dict[str, int] = {}
+        for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+            sid, _, expires = line.partition(" ")
+            if expires.isdigit() and int(expires) >= now:
+                kept[sid] = int(expires)
+        path.write_text("".join(f"{s} {e}\n" for s, e in kept.items()), encoding="ascii")
+        return kept
 
 
 def new_csrf_token() -> str:
