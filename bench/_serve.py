@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,11 @@ class BenchServer:
     proc: subprocess.Popen[bytes]
     url: str
     end: datetime  # where the synthetic data ends
+    key: str  # an admin key of this server
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.key}"}
 
 
 class MissingData(Exception):
@@ -37,6 +43,17 @@ def free_port() -> int:
         return port
 
 
+def _admin_key(data_dir: Path) -> str:
+    from tenantscope.server.keys import new_key
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+    store = SQLiteConfigStore(data_dir / "config.db")
+    key, token = new_key("admin", "benchmark")
+    store.add_api_key(key)
+    store.close()
+    return token
+
+
 @contextmanager
 def serve_bench_data(rows: int) -> Iterator[BenchServer]:
     """Start the server on (symlinks to) the cached store of ``bench/query.py --rows``."""
@@ -47,7 +64,8 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
         raise MissingData(f"{db} is missing: run `python bench/query.py --rows {rows}` first")
     data = Path(tempfile.mkdtemp(prefix="tenantscope-bench-serve-"))
     (data / "events.duckdb").symlink_to(db)
-    (data / "config.db").symlink_to(cfg)
+    shutil.copyfile(cfg, data / "config.db")  # a copy: the key made below stays with it
+    key = _admin_key(data)
     port = free_port()
     env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(data), "TENANTSCOPE_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(
@@ -68,7 +86,7 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
                 raise RuntimeError("the server did not start")
             time.sleep(0.2)
         meta = json.loads(Path(str(db) + ".meta.json").read_text())
-        yield BenchServer(proc, url, datetime.fromisoformat(meta["end"]))
+        yield BenchServer(proc, url, datetime.fromisoformat(meta["end"]), key)
     finally:
         proc.terminate()
         proc.wait(30)

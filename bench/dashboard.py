@@ -45,7 +45,8 @@ def _measure(srv: BenchServer, runs: int) -> int:
     end = srv.end
     week = {"from": _iso(end - timedelta(days=7)), "to": _iso(end)}
     day = {"from": _iso(end - timedelta(days=1)), "to": _iso(end)}
-    with httpx.Client(base_url=srv.url, timeout=60, headers={"accept": "text/html"}) as client:
+    headers = {"accept": "text/html", **srv.auth}
+    with httpx.Client(base_url=srv.url, timeout=60, headers=headers) as client:
         traces = client.get("/traces", params=day).text
         trace_id = re.search(r'data-trace="([0-9a-f]+)"', traces)
         pages: dict[str, tuple[str, dict[str, str]]] = {

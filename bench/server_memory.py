@@ -44,7 +44,7 @@ def _measure(srv: BenchServer, runs: int) -> int:
     proc, url = srv.proc, srv.url
     t_to = int(srv.end.timestamp())
     day, week, month = 86400, 7 * 86400, 30 * 86400
-    with httpx.Client(base_url=url, timeout=60) as client:
+    with httpx.Client(base_url=url, timeout=60, headers=srv.auth) as client:
         last = client.get(
             "/api/traces", params={"from": t_to - 3600, "to": t_to, "limit": 1}
         ).json()["items"]

@@ -354,10 +354,8 @@ class DuckDBEventStore(EventStore):
                     if keys is not None:
                         lo, hi = _bounds(keys.column("start_time"))
                         # the replaced versions leave the rollups before they leave records
-                        if old is not None:  # given by the caller: no join over the range
-                            for stmt in rollups.delta_inserts("_ts_old", sign=-1):
-                                cur.execute(stmt)
-                        else:
+                        # (when the caller gave them, below, with the new rows' deltas)
+                        if old is None:
                             for stmt in rollups.delta_inserts(_REPLACED, sign=-1):
                                 cur.execute(stmt, {"lo": lo, "hi": hi})
                         # start_time first: the range lets zone maps skip other row groups.
@@ -371,7 +369,11 @@ class DuckDBEventStore(EventStore):
                     cur.execute(
                         f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
                     )
-                    for stmt in rollups.delta_inserts("_ts_batch"):
+                    if old is not None:  # the stored versions go out as the new ones come in
+                        deltas = rollups.delta_inserts_replacing("_ts_batch", "_ts_old")
+                    else:
+                        deltas = rollups.delta_inserts("_ts_batch")
+                    for stmt in deltas:
                         cur.execute(stmt)
                     cur.commit()
                 except BaseException:
