@@ -240,8 +240,9 @@ class BatchWriter:
 
     def _write_batch(self, jobs: list[_Job]) -> list[WriteResult]:
         rows = _Rows.of(jobs)
-        stored_ids = self._stored_ids(rows)
-        inserts, updates, tables, replaced = self._resolve(jobs, rows, stored_ids)
+        stored_by_trace = self._stored_traces(rows)
+        stored_ids = self._stored_ids(rows, stored_by_trace)
+        inserts, updates, tables, replaced = self._resolve(jobs, rows, stored_ids, stored_by_trace)
         for r in inserts:
             if rows.unpriced(r.event_id):
                 self._price(r)
@@ -256,17 +257,43 @@ class BatchWriter:
         self.duplicates += sum(r.duplicates for r in results)
         return results
 
-    def _stored_ids(self, rows: _Rows) -> set[str]:
+    def _stored_traces(self, rows: _Rows) -> dict[str, list[UsageRecord]]:
+        """The stored records of the batch's traces, within the trace window around it."""
+        traces = {t for j in rows.traces for _, t, _ in j if t}
+        if not traces:
+            return {}
+        starts = [s for _, s, _ in rows.ids]
+        out: dict[str, list[UsageRecord]] = {}
+        for s in self._store.trace_records(
+            sorted(traces), min(starts) - self._window, max(starts) + self._window
+        ):
+            out.setdefault(s.trace_id, []).append(s)
+        return out
+
+    def _stored_ids(self, rows: _Rows, stored_by_trace: dict[str, list[UsageRecord]]) -> set[str]:
         """Which of the batch's new ids are stored already.
 
         A re-sent span or event carries its original's start time, so the look-up is
         bounded by the batch's own time range (plus ``RETRY_SKEW``) and the store skips all
         older data. Only records stamped with their arrival time (events sent without a
         timestamp) are looked for within the wider dedupe window, since a retry of them
-        arrives later."""
+        arrives later. A span whose id is the default ``trace_id:span_id`` can only be
+        stored in its own trace, whose stored records were just read over a wider range:
+        those need no look-up of their own."""
+        known = {s.event_id for records in stored_by_trace.values() for s in records}
+        by_trace_read = self._window >= RETRY_SKEW
         found: set[str] = set()
+        ask: list[tuple[str, datetime, bool]] = []
+        trace_of = {i: t for job_rows in rows.traces for i, t, _ in job_rows}
+        for i, start, stamped in rows.ids:
+            t = trace_of.get(i, "")
+            if by_trace_read and not stamped and t and i.startswith(t + ":"):
+                if i in known:
+                    found.add(i)
+            else:
+                ask.append((i, start, stamped))
         for stamped, margin in ((False, RETRY_SKEW), (True, self._dedupe_window)):
-            group = [(i, t) for i, t, s in rows.ids if s is stamped]
+            group = [(i, t) for i, t, s in ask if s is stamped]
             if group:
                 found |= self._store.existing_event_ids(
                     [i for i, _ in group],
@@ -276,7 +303,11 @@ class BatchWriter:
         return found
 
     def _resolve(
-        self, jobs: list[_Job], rows: _Rows, stored_ids: set[str]
+        self,
+        jobs: list[_Job],
+        rows: _Rows,
+        stored_ids: set[str],
+        stored: dict[str, list[UsageRecord]],
     ) -> tuple[list[UsageRecord], list[UsageRecord], list[pa.Table], list[UsageRecord]]:
         """(records to insert, stored records to rewrite, table rows to insert as they
         are, the stored versions of the records to rewrite). Traces are re-resolved when
@@ -286,20 +317,12 @@ class BatchWriter:
         new_ids = {i for i, _, _ in rows.ids if i not in stored_ids}
         by_trace: dict[str, set[int]] = {}  # trace -> jobs with new rows in it
         count: dict[str, int] = {}
-        lo = hi = None
         for j, job in enumerate(jobs):
-            for event_id, trace_id, start in rows.traces[j]:
+            for event_id, trace_id, _ in rows.traces[j]:
                 if event_id in new_ids and trace_id:
                     by_trace.setdefault(trace_id, set()).add(j if job.resolved else -1)
                     count[trace_id] = count.get(trace_id, 0) + 1
-                    lo = start if lo is None or start < lo else lo
-                    hi = start if hi is None or start > hi else hi
-        stored_by_trace: dict[str, list[UsageRecord]] = {}
-        if by_trace and lo is not None and hi is not None:
-            for s in self._store.trace_records(
-                list(by_trace), lo - self._window, hi + self._window
-            ):
-                stored_by_trace.setdefault(s.trace_id, []).append(s)
+        stored_by_trace = stored
         redo = {
             t
             for t, js in by_trace.items()
