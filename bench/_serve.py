@@ -3,6 +3,7 @@ that measure the server over HTTP (server_memory.py, dashboard.py)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,3 +91,17 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def bench_main(doc: str, measure: Callable[[BenchServer, int], int]) -> int:
+    """The command line of a benchmark over the cached data: ``--rows``, ``--runs``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    try:
+        with serve_bench_data(args.rows) as srv:
+            return measure(srv, args.runs)
+    except MissingData as exc:
+        print(exc)
+        return 2

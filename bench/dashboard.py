@@ -11,7 +11,6 @@ an upper bound of the server's time. Prints median and p95 per page against the 
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import sys
@@ -19,26 +18,13 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
-from _serve import BenchServer, MissingData, serve_bench_data
+from _serve import BenchServer, bench_main
 
 GOAL_MS = 250.0
 
 
 def _iso(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    try:
-        with serve_bench_data(args.rows) as srv:
-            return _measure(srv, args.runs)
-    except MissingData as exc:
-        print(exc)
-        return 2
 
 
 def _measure(srv: BenchServer, runs: int) -> int:
@@ -88,4 +74,4 @@ def _measure(srv: BenchServer, runs: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(__doc__, _measure))

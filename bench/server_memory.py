@@ -10,14 +10,13 @@ the 30-day hourly series and a trace lookup have each run 20 times, and the HTTP
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import httpx
-from _serve import BenchServer, MissingData, serve_bench_data
+from _serve import BenchServer, bench_main
 
 
 def _status_mb(pid: int, key: str) -> float:
@@ -25,19 +24,6 @@ def _status_mb(pid: int, key: str) -> float:
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    try:
-        with serve_bench_data(args.rows) as srv:
-            return _measure(srv, args.runs)
-    except MissingData as exc:
-        print(exc)
-        return 2
 
 
 def _measure(srv: BenchServer, runs: int) -> int:
@@ -80,4 +66,4 @@ def _measure(srv: BenchServer, runs: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(__doc__, _measure))

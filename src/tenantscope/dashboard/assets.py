@@ -32,8 +32,8 @@ def plotly_path() -> Path | None:
 
 
 @lru_cache(maxsize=8)
-def _load(name: str) -> tuple[bytes, bytes, str]:
-    """(raw, gzipped, etag) of an asset, read and compressed once per process."""
+def _load(name: str) -> tuple[bytes, str]:
+    """(raw, etag) of an asset, read once per process."""
     if name == "vendor/plotly.min.js":
         path = plotly_path()
         if path is None:
@@ -43,19 +43,26 @@ def _load(name: str) -> tuple[bytes, bytes, str]:
     else:
         raise NotFound(f"no static file {name}")
     raw = path.read_bytes()
-    return raw, gzip.compress(raw, 6), hashlib.sha256(raw).hexdigest()[:16]
+    return raw, hashlib.sha256(raw).hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _gzipped(name: str) -> bytes:
+    """Compressed when first asked for (not when a page links it: a link needs the hash
+    only, and compressing plotly.js takes a noticeable moment)."""
+    return gzip.compress(_load(name)[0], 6)
 
 
 def asset_version(name: str) -> str:
     """A content hash for cache-busting links (``?v=``)."""
     with _lock:
-        return _load(name)[2]
+        return _load(name)[1]
 
 
 @router.get("/static/{name:path}")
 def static(name: str, request: Request) -> Response:
     with _lock:
-        raw, packed, etag = _load(name)
+        raw, etag = _load(name)
     media = _OURS.get(name, "text/javascript; charset=utf-8")
     headers = {
         "ETag": f'"{etag}"',
@@ -68,5 +75,7 @@ def static(name: str, request: Request) -> Response:
         return Response(status_code=304, headers=headers)
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
+        with _lock:
+            packed = _gzipped(name)
         return Response(packed, media_type=media, headers=headers)
     return Response(raw, media_type=media, headers=headers)

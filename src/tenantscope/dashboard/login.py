@@ -7,6 +7,7 @@ bad API keys."""
 
 from __future__ import annotations
 
+import hmac
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -49,8 +50,6 @@ async def _form(request: Request) -> dict[str, str]:
 def check_csrf(request: Request, form: dict[str, str]) -> None:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = form.get("csrf", "")
-    import hmac
-
     if not cookie or not sent or not hmac.compare_digest(cookie, sent):
         raise Forbidden("the form expired or came from another site; reload the page")
 

@@ -76,7 +76,8 @@ class _Rows:
     read once; which job first sent each id (later copies in the batch are dropped)."""
 
     def __init__(self) -> None:
-        self.ids: list[tuple[str, datetime, bool]] = []  # first copies: id, start, stamped
+        # first copies: id, trace, start, stamped
+        self.ids: list[tuple[str, str, datetime, bool]] = []
         self.per_job: list[list[str]] = []  # ids each job sent first
         self.traces: list[list[tuple[str, str, datetime]]] = []  # first copies per job
         self.all_traces: list[list[tuple[str, str, datetime]]] = []
@@ -103,7 +104,7 @@ class _Rows:
                 if i in rows._first_job:
                     continue
                 rows._first_job[i] = j
-                rows.ids.append((i, s, st))
+                rows.ids.append((i, t, s, st))
                 mine.append(i)
                 mine_traces.append((i, t, s))
                 if job.table is not None:
@@ -115,11 +116,8 @@ class _Rows:
             )
         return rows
 
-    def first(self, record: UsageRecord, job: int) -> bool:
-        """Whether ``job`` is the one that sent this id first in the batch."""
-        return self._first_job.get(record.event_id) == job
-
     def first_id(self, event_id: str, job: int) -> bool:
+        """Whether ``job`` is the one that sent this id first in the batch."""
         return self._first_job.get(event_id) == job
 
     def unpriced(self, event_id: str) -> bool:
@@ -262,7 +260,7 @@ class BatchWriter:
         traces = {t for j in rows.traces for _, t, _ in j if t}
         if not traces:
             return {}
-        starts = [s for _, s, _ in rows.ids]
+        starts = [s for _, _, s, _ in rows.ids]
         out: dict[str, list[UsageRecord]] = {}
         for s in self._store.trace_records(
             sorted(traces), min(starts) - self._window, max(starts) + self._window
@@ -284,9 +282,7 @@ class BatchWriter:
         by_trace_read = self._window >= RETRY_SKEW
         found: set[str] = set()
         ask: list[tuple[str, datetime, bool]] = []
-        trace_of = {i: t for job_rows in rows.traces for i, t, _ in job_rows}
-        for i, start, stamped in rows.ids:
-            t = trace_of.get(i, "")
+        for i, t, start, stamped in rows.ids:
             if by_trace_read and not stamped and t and i.startswith(t + ":"):
                 if i in known:
                     found.add(i)
@@ -314,7 +310,7 @@ class BatchWriter:
         they have spans stored or spans in several requests (or in a request that was not
         resolved); the rows of tables in such traces become records for it, the others
         stay Arrow."""
-        new_ids = {i for i, _, _ in rows.ids if i not in stored_ids}
+        new_ids = {i for i, _, _, _ in rows.ids if i not in stored_ids}
         by_trace: dict[str, set[int]] = {}  # trace -> jobs with new rows in it
         count: dict[str, int] = {}
         for j, job in enumerate(jobs):
@@ -334,7 +330,11 @@ class BatchWriter:
             if job.table is None:
                 seen_here: set[str] = set()
                 for r in job.records:
-                    if r.event_id in new_ids and rows.first(r, j) and r.event_id not in seen_here:
+                    if (
+                        r.event_id in new_ids
+                        and rows.first_id(r.event_id, j)
+                        and r.event_id not in seen_here
+                    ):
                         inserts.append(r)
                     seen_here.add(r.event_id)
                 continue

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.types import Scope
 
 from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
+from tenantscope.server.errors import MACHINE_PREFIXES
 from tenantscope.server.keys import INSECURE, KeyChecker, Principal
 from tenantscope.server.sessions import SESSION_COOKIE, SessionSigner
 
@@ -66,8 +67,6 @@ RULES: dict[str, str] = {
     "/sla": "read",
     "/prices": "read_all",
 }
-# Paths answered as pages (redirect to the login page instead of a JSON 401).
-_MACHINE = ("/api", "/v1/", "/metrics", "/openapi.json")
 # POST routes that accept the session cookie (they check a CSRF token themselves).
 _COOKIE_POSTS = frozenset({"/logout"})
 
@@ -136,7 +135,8 @@ async def authorize(request: Request) -> None:
     if rule == PUBLIC:
         return
     if principal is None:
-        if not path.startswith(_MACHINE) and request.method in ("GET", "HEAD"):
+        # a page asked for without a session: the sign-in page (JSON routes get a 401)
+        if not path.startswith(MACHINE_PREFIXES) and request.method in ("GET", "HEAD"):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise LoginRequired(target)
         raise Unauthorized(

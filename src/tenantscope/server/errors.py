@@ -36,15 +36,16 @@ def error_response(status: int, code: str, message: str, details: object = None)
     return JSONResponse({"error": body}, status_code=status)
 
 
-# Paths that always answer JSON, whatever the client accepts.
-_MACHINE_PREFIXES = ("/api", "/v1/", "/docs", "/openapi", "/healthz", "/readyz", "/metrics")
+# Paths that always answer JSON, whatever the client accepts (the others are pages, or
+# the JSON error of a client that does not ask for HTML).
+MACHINE_PREFIXES = ("/api", "/v1/", "/docs", "/openapi", "/healthz", "/readyz", "/metrics")
 
 
 def _wants_html(request: Request) -> bool:
     if getattr(request.state, "html", False):
         return True
     path = request.url.path
-    if path.startswith(_MACHINE_PREFIXES) or path == "/v1":
+    if path.startswith(MACHINE_PREFIXES) or path == "/v1":
         return False
     return "text/html" in request.headers.get("accept", "")
 

@@ -133,18 +133,12 @@ def _foreign_traces(svc: Services, records: list[UsageRecord], tenant: str) -> s
     )
     if not ids:
         return set()
-    contains = svc.events.dialect.contains("ids", "trace_id")
-    rows = svc.events.fetch(
-        f"""SELECT DISTINCT trace_id FROM records
-            WHERE start_time BETWEEN :lo AND :hi AND {contains} AND tenant_id <> :tenant""",
-        {
-            "lo": min(r.start_time for r in records) - window,
-            "hi": max(r.start_time for r in records) + window,
-            "ids": ids,
-            "tenant": tenant,
-        },
+    stored = svc.events.trace_records(
+        ids,
+        min(r.start_time for r in records) - window,
+        max(r.start_time for r in records) + window,
     )
-    return {row["trace_id"] for row in rows}
+    return {s.trace_id for s in stored if s.tenant_id != tenant}
 
 
 class ItemErrorOut(BaseModel):
