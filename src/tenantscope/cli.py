@@ -79,9 +79,29 @@ def _events(settings: Settings) -> EventStore:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return DuckDBEventStore(settings.events_path, memory_limit=settings.duckdb_memory_limit)
+        store = DuckDBEventStore(settings.events_path, memory_limit=settings.duckdb_memory_limit)
     except TenantscopeError as exc:
         _fail(exc.message)
+    if any(settings.wal_path.glob("*.arrows")):
+        _store_logged(settings, store)
+    return store
+
+
+def _store_logged(settings: Settings, store: EventStore) -> None:
+    """A server that stopped abruptly left answered spans in its log: store them first,
+    so this command reads what the server had answered."""
+    from tenantscope.ingest.wal import WriteAheadLog
+    from tenantscope.ingest.writer import BatchWriter
+
+    # logged spans were priced before they were logged: nothing here prices
+    writer = BatchWriter(
+        store,
+        lambda record: None,
+        trace_window=timedelta(hours=settings.trace_window_hours),
+        wal=WriteAheadLog(settings.wal_path),
+    )
+    writer.start()
+    writer.stop()
 
 
 def _range(start: str | None, end: str | None, default: timedelta) -> TimeRange:

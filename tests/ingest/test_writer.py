@@ -223,6 +223,7 @@ def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
             for r in mine:
                 tables.price(r)
             asyncio.run(tables.writer.write_table(records_to_arrow(mine)))
+        asyncio.run(tables.writer.wait_applied())  # answered once logged; stored next
         assert _stored(tables) == _stored(plain)
         assert counted_totals(tables) == counted_totals(plain)
         for svc in (plain, tables):

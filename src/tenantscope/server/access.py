@@ -145,6 +145,9 @@ async def authorize(request: Request) -> None:
         )
     if not principal.can(rule):
         raise Forbidden(f"a {principal.role} key may not use {path}")
+    if rule in ("read", "read_all"):
+        # what was answered before this request is what it reads (ingest/writer.py)
+        await svc.writer.wait_applied()
 
 
 async def _principal(request: Request, path: str, svc: Any, use_key: bool) -> Principal | None:

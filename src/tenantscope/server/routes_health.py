@@ -47,6 +47,8 @@ def readyz(request: Request) -> JSONResponse:
         problems.append(f"config store: {exc}")
     if not svc.writer.running:
         problems.append("ingest writer is not running")
+    if svc.writer.apply_error:
+        problems.append(f"answered spans cannot be stored yet: {svc.writer.apply_error}")
     if problems:
         return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

@@ -111,6 +111,7 @@ async def _bound_to_key_tenant(
         kept.append(r)
     if kept:
         svc = _services(request)
+        await svc.writer.wait_applied()  # spans answered before this one count too
         foreign = await run_in_threadpool(_foreign_traces, svc, kept, bound)
         if foreign:
             refused += [

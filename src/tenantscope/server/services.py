@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from tenantscope.ingest.pool import DecodePool
+from tenantscope.ingest.wal import WriteAheadLog
 from tenantscope.ingest.writer import BatchWriter
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
@@ -83,7 +84,11 @@ class Services:
         )
         price = LivePricer(config)
         writer = BatchWriter(
-            events, price, trace_window=timedelta(hours=settings.trace_window_hours)
+            events,
+            price,
+            trace_window=timedelta(hours=settings.trace_window_hours),
+            wal=WriteAheadLog(settings.wal_path),
+            linger=settings.ingest_linger_ms / 1000.0,
         )
         svc = cls(
             settings=settings,
@@ -100,7 +105,11 @@ class Services:
             ),
         )
         if start_writer:
-            writer.start()
+            try:
+                writer.start()  # first stores what a stopped server left in its log
+            except BaseException:
+                svc.close()
+                raise
         return svc
 
     def close(self) -> None:

@@ -73,6 +73,12 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "processes decoding OTLP beside the server (0: decode in the server process)",
     ),
+    Option(
+        "ingest_linger_ms",
+        lambda: 250.0,
+        float,
+        "how long answered OTLP spans wait for more before one store batch takes them all",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
@@ -101,6 +107,7 @@ class Settings:
     duckdb_checkpoint_threshold: str
     trace_window_hours: float
     ingest_workers: int
+    ingest_linger_ms: float
     log_level: str
     insecure_no_auth: bool
 
@@ -132,6 +139,11 @@ class Settings:
     @property
     def events_path(self) -> Path:
         return self.data_dir / "events.duckdb"
+
+    @property
+    def wal_path(self) -> Path:
+        """The ingest write-ahead log (OTLP spans answered, not yet in events.duckdb)."""
+        return self.data_dir / "wal"
 
     @property
     def config_path(self) -> Path:
