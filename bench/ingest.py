@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         results = _Results()
         order: itertools.count[int] = itertools.count()
         start = time.perf_counter()
+        senders_cpu = time.process_time()
         deadline = start + args.seconds
         threads = [
             threading.Thread(target=_sender, args=(url, timed, order, deadline, args.gzip, results))
@@ -232,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - start
+        senders_cpu = time.process_time() - senders_cpu
         after = _records_total(url)
     finally:
         if proc is not None:
@@ -247,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if lat:
         print(f"request latency ms: p50 {statistics.median(lat):.0f}  p90 {_pct(lat, 0.9):.0f}"
               f"  p99 {_pct(lat, 0.99):.0f}  max {max(lat):.0f}")  # fmt: skip
+    print(f"the senders' own CPU: {senders_cpu:.2f} s ({senders_cpu / wall * 100:.0f}% of a core),"
+          " on the same cores as the server")  # fmt: skip
     if before is not None and after is not None:
         stored = after - before
         print(f"server's tenantscope_ingest_records_total grew by {stored:,}")

@@ -112,9 +112,10 @@ def normalize_span(
         fail("end_time", "is before start_time")
     limits.check_time("end_time", end_time, received_at=received_at)
 
-    counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS}
+    has_tokens = lookup.has_any(_TOKEN_FIELD_SET)
+    counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS} if has_tokens else _NO_COUNTS
     cost = _reported_cost(lookup)
-    kind = _kind(span.attributes, counts, cost, ids["model"], ids["operation"])
+    kind = _kind(span.attributes, has_tokens, cost, ids["model"], ids["operation"])
     provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
     tokens = (
         _normalize_tokens(counts, provider, span.attributes, span.scope_name)
@@ -192,22 +193,26 @@ class _Lookup:
     """First non-empty value over span attributes, baggage copies and resource attributes.
 
     One pass over the span's (few) attributes instead of probing every accepted name of
-    every field: this runs for each ingested span."""
+    every field: this runs for each ingested span. The resource's part is worked out once
+    for all the spans sharing the resource (the decoder hands them one dict)."""
 
     __slots__ = ("_found",)
 
     def __init__(self, span: RawSpan) -> None:
-        found: dict[str, tuple[int, Any]] = {}
-        for attributes, keymap in ((span.attributes, _SPAN_KEYS), (span.resource, _RESOURCE_KEYS)):
-            for key, value in attributes.items():
-                ranks = keymap.get(key)
-                if ranks is None or _is_empty(value):
-                    continue
-                for field, rank in ranks:
-                    best = found.get(field)
-                    if best is None or rank < best[0]:
-                        found[field] = (rank, value)
+        found = _resource_found(span.resource).copy()
+        for key, value in span.attributes.items():
+            ranks = _SPAN_KEYS.get(key)
+            if ranks is None or value is None or (type(value) is str and not value.strip()):
+                continue
+            for field, rank in ranks:
+                best = found.get(field)
+                # span and baggage ranks are all below the resource's
+                if best is None or rank < best[0]:
+                    found[field] = (rank, value)
         self._found = found
+
+    def has_any(self, fields: frozenset[str]) -> bool:
+        return not fields.isdisjoint(self._found)
 
     def raw(self, field: str) -> Any:
         hit = self._found.get(field)
@@ -218,13 +223,49 @@ class _Lookup:
         if hit is None:
             return ""
         value = hit[1]
+        if type(value) is str and value in _VALID_IDS:
+            return value
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        return limits.check_id(field, value)
+        checked = limits.check_id(field, value)
+        if len(_VALID_IDS) >= _VALID_IDS_MAX:
+            _VALID_IDS.clear()
+        _VALID_IDS.add(checked)
+        return checked
 
     def tokens(self, field: str) -> int | None:
         value = self.raw(field)
         return None if value is None else limits.check_tokens(field, value)
+
+
+# Ids repeat (tenants, users, models, services): one that passed ``check_id`` (whose
+# verdict depends on the value alone at the default length) is not checked again.
+_VALID_IDS: set[str] = set()
+_VALID_IDS_MAX = 50_000
+_TOKEN_FIELD_SET = frozenset(_TOKEN_FIELDS)
+_NO_FOUND: dict[str, tuple[int, Any]] = {}
+# the last resource seen and what it fills (spans of one resource come together); one
+# tuple swapped whole, as decoding threads may share it
+_last_resource: list[tuple[object, dict[str, tuple[int, Any]]]] = [(None, _NO_FOUND)]
+
+
+def _resource_found(resource: dict[str, Any]) -> dict[str, tuple[int, Any]]:
+    if not resource:
+        return _NO_FOUND
+    last, found = _last_resource[0]
+    if last is resource:
+        return found
+    found = {}
+    for key, value in resource.items():
+        ranks = _RESOURCE_KEYS.get(key)
+        if ranks is None or _is_empty(value):
+            continue
+        for field, rank in ranks:
+            best = found.get(field)
+            if best is None or rank < best[0]:
+                found[field] = (rank, value)
+    _last_resource[0] = (resource, found)
+    return found
 
 
 def _is_empty(value: object) -> bool:
@@ -240,9 +281,12 @@ def _from_ns(ns: int, field: str) -> datetime:
         fail(field, f"{ns} ns is out of range")
 
 
+_NO_COUNTS: dict[str, int | None] = dict.fromkeys(_TOKEN_FIELDS)
+
+
 def _kind(
     attributes: dict[str, Any],
-    counts: dict[str, int | None],
+    has_tokens: bool,
     cost: Decimal | None,
     model: str,
     operation: str,
@@ -250,7 +294,7 @@ def _kind(
     explicit = attributes.get(semconv.SPAN_KIND)
     if explicit == "llm" or explicit == "span":
         return cast(Kind, explicit)
-    if any(count is not None for count in counts.values()) or cost is not None:
+    if has_tokens or cost is not None:
         return "llm"
     if model and operation and operation not in NON_CALL_OPERATIONS:
         return "llm"
