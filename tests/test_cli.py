@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -82,6 +83,24 @@ def test_usage_from_the_data_dir(seeded: Path) -> None:
     assert '"request_count": 4' in out and '"total_cost": "0.100000000"' in out
     table = invoke("usage", "apex-legal")
     assert "4,400" in table
+
+
+def test_commands_on_the_data_dir_first_store_what_a_killed_server_logged(
+    data_dir: Path,
+) -> None:
+    from tenantscope.ingest.wal import WriteAheadLog
+    from tenantscope.storage.serialize import records_to_arrow
+    from tests.ingest.test_writer import llm
+
+    now = datetime.now(timezone.utc) - timedelta(hours=1)
+    spans = [
+        llm(f"{i:032x}:{i:016x}", f"{i:032x}", f"{i:016x}", "", tenant_id="logged-co",
+            start_time=now, end_time=now + timedelta(seconds=1))
+        for i in range(1, 4)
+    ]  # fmt: skip
+    WriteAheadLog(data_dir / "wal").append([records_to_arrow(spans)])  # answered, then killed
+    assert '"request_count": 3' in invoke("usage", "logged-co", "--json")
+    assert not list((data_dir / "wal").glob("*.arrows"))
 
 
 def test_prices_show_and_override_then_reprice(data_dir: Path) -> None:

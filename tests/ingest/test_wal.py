@@ -13,7 +13,7 @@ import pytest
 
 from tenantscope.errors import Unavailable
 from tenantscope.ingest import writer as writer_module
-from tenantscope.ingest.wal import WriteAheadLog
+from tenantscope.ingest.wal import Logged, SegmentAppender, WriteAheadLog
 from tenantscope.ingest.writer import BatchWriter
 from tenantscope.storage.duckdb_events import DuckDBEventStore
 from tenantscope.storage.serialize import records_to_arrow
@@ -85,6 +85,33 @@ def test_segments_go_once_closed_and_applied(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.arrows"))) == 1
     big.close()
     assert not list(tmp_path.glob("*.arrows"))
+
+
+def test_batches_a_worker_logged_are_read_back_and_their_segments_go_once_applied(
+    tmp_path: Path,
+) -> None:
+    wal = WriteAheadLog(tmp_path)
+    worker = SegmentAppender(tmp_path, "w1", segment_bytes=1)  # each batch closes its segment
+    tables = [_table(0, 3), _table(3, 2), _table(5, 4)]
+    logged = []
+    for table in tables:
+        segment, offset = worker.append(table)
+        logged.append(Logged(segment, offset, table.num_rows, worker.take_closed()))
+    # read back as the server does: the same rows
+    read = [wal.adopt(item) for item in logged[:2]]  # the third request failed: not adopted
+    assert [t.equals(orig) for t, orig in zip(read, tables, strict=False)] == [True, True]
+    assert len(list(tmp_path.glob("*.arrows"))) == 3
+    wal.applied(logged[0].segment, 1)
+    assert not Path(logged[0].segment).exists()  # closed and applied
+    wal.close()  # the unadopted batch was never answered; the unapplied one stays
+    assert [p.name for p in tmp_path.glob("*.arrows")] == [Path(logged[1].segment).name]
+    # a worker's open segment with several batches: each is found at its offset
+    wal = WriteAheadLog(tmp_path / "b")
+    worker = SegmentAppender(tmp_path / "b", "w2")
+    first, second = (worker.append(t) for t in tables[:2])
+    assert first[0] == second[0] and second[1] > first[1]
+    got = wal.adopt(Logged(second[0], second[1], 2, ()))
+    assert got.equals(tables[1])
 
 
 def _stored_ids(store: DuckDBEventStore) -> list[str]:
@@ -194,11 +221,13 @@ def test_a_store_far_behind_makes_senders_wait_then_refuses(
         store.close()
 
 
-def test_a_killed_server_loses_no_answered_span(tmp_path: Path) -> None:
-    """A real server lingering for a minute answers spans from its log; killed hard, the
-    spans are in the log; the next start stores them, once."""
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_killed_server_loses_no_answered_span(tmp_path: Path, workers: str) -> None:
+    """A real server lingering for a minute answers spans from its log (written by the
+    server, or by its decode worker); killed hard, the spans are in the log; the next
+    start stores them, once."""
     data = tmp_path / "srv"
-    env = {"TENANTSCOPE_INGEST_LINGER_MS": "60000", "TENANTSCOPE_INGEST_WORKERS": "0"}
+    env = {"TENANTSCOPE_INGEST_LINGER_MS": "60000", "TENANTSCOPE_INGEST_WORKERS": workers}
     proc, srv = start_serve(data, **env)
     url, auth = srv.url, srv.auth
     try:

@@ -14,17 +14,22 @@ touches a trace and stores whatever changed.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 
 from tenantscope.records import INHERITED_FIELDS, UsageRecord
 
 _NO_VALUES: tuple[str, ...] = ("",) * len(INHERITED_FIELDS)
+_VALUES = operator.attrgetter(*INHERITED_FIELDS)  # one C call: this runs for every span
 
 
 def own_values(record: UsageRecord) -> tuple[str, ...]:
     """The record's attribution as sent, without what it inherited."""
     inherited = record.inherited
-    return tuple("" if f in inherited else getattr(record, f) for f in INHERITED_FIELDS)
+    values: tuple[str, ...] = _VALUES(record)
+    if not inherited:
+        return values
+    return tuple("" if f in inherited else v for f, v in zip(INHERITED_FIELDS, values, strict=True))
 
 
 def resolve_trace(records: Iterable[UsageRecord]) -> list[UsageRecord]:
@@ -49,7 +54,10 @@ def resolve_trace(records: Iterable[UsageRecord]) -> list[UsageRecord]:
         above = resolved.get(id(node), _NO_VALUES) if node is not None else _NO_VALUES
         for n in reversed(chain):
             mine = own[id(n)]
-            above = tuple(m or a for m, a in zip(mine, above, strict=True))
+            if above is not _NO_VALUES and above != mine:
+                above = tuple(m or a for m, a in zip(mine, above, strict=True))
+            else:
+                above = mine  # a root, or the same values as its parent
             resolved[id(n)] = above
         return resolved[id(record)]
 

@@ -98,7 +98,9 @@ def normalize_span(
 ) -> UsageRecord:
     """Normalise one span; raises ValidationFailed naming the field. See the module docstring."""
     lookup = _Lookup(span)
-    ids = {name: lookup.text(name) for name in _ID_FIELDS}
+    ids = dict.fromkeys(_ID_FIELDS, "")
+    for name in _ID_FIELD_SET.intersection(lookup.fields()):  # most are absent
+        ids[name] = lookup.text(name)
 
     event_id = lookup.raw("event_id")
     if event_id is None:
@@ -211,6 +213,9 @@ class _Lookup:
                     found[field] = (rank, value)
         self._found = found
 
+    def fields(self) -> Iterable[str]:
+        return self._found.keys()
+
     def has_any(self, fields: frozenset[str]) -> bool:
         return not fields.isdisjoint(self._found)
 
@@ -243,6 +248,7 @@ class _Lookup:
 _VALID_IDS: set[str] = set()
 _VALID_IDS_MAX = 50_000
 _TOKEN_FIELD_SET = frozenset(_TOKEN_FIELDS)
+_ID_FIELD_SET = frozenset(_ID_FIELDS)
 _NO_FOUND: dict[str, tuple[int, Any]] = {}
 # the last resource seen and what it fills (spans of one resource come together); one
 # tuple swapped whole, as decoding threads may share it
@@ -385,7 +391,11 @@ def _parse_json_text(value: Any) -> Any:
 
 def _outcome(span: RawSpan) -> tuple[Status, str, str]:
     attributes = span.attributes
-    exception = next((e for e in span.events if e.get("name") == "exception"), None)
+    exception = (
+        next((e for e in span.events if e.get("name") == "exception"), None)
+        if span.events
+        else None
+    )
     exception_attrs: dict[str, Any] = exception.get("attributes", {}) if exception else {}
     error_type = _text_or_empty(attributes.get(semconv.ERROR_TYPE)) or _text_or_empty(
         exception_attrs.get("exception.type")
@@ -434,7 +444,7 @@ def _name(name: str) -> str:
 
 def _bounded_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     if limits.json_within("attributes", attributes, limits.MAX_ATTRIBUTES_BYTES):
-        return dict(attributes)
+        return attributes  # the decoder's own dict, made for this span
     size = limits.json_size("attributes", attributes)
     sizes = {key: limits.json_size("attributes", {key: value}) for key, value in attributes.items()}
     kept = dict(attributes)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +30,7 @@ from tenantscope.errors import TenantscopeError
 from tenantscope.ingest.attribution import resolve_trace
 from tenantscope.ingest.normalize import normalize_span
 from tenantscope.ingest.otlp import decode_traces
+from tenantscope.ingest.wal import Logged, SegmentAppender
 from tenantscope.pricing.catalog import infer_provider
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.records import RECORD_FIELDS, UsageRecord
@@ -100,6 +102,35 @@ def decode_otlp_table(
     return records_to_arrow(records), rejected, errors
 
 
+_appenders: dict[str, SegmentAppender] = {}
+
+
+def decode_otlp_logged(
+    body: bytes,
+    content_type: str | None,
+    encoding: str | None,
+    max_bytes: int,
+    overrides: PricesSnapshot,
+    wal_dir: str,
+) -> tuple[Logged | pa.Table, int, list[str]]:
+    """``decode_otlp_table`` in a worker process, the table then logged in the worker's
+    own write-ahead log segment (fsynced): the server gets where it is, not the rows."""
+    table, rejected, errors = decode_otlp_table(body, content_type, encoding, max_bytes, overrides)
+    if table.num_rows == 0:
+        return table, rejected, errors
+    appender = _appenders.get(wal_dir)
+    if appender is None:
+        appender = _appenders[wal_dir] = SegmentAppender(Path(wal_dir), f"w{os.getpid()}")
+    segment, offset = appender.append(table)
+    return Logged(segment, offset, table.num_rows, appender.take_closed()), rejected, errors
+
+
+def _decode_here(*args: Any) -> tuple[Logged | pa.Table, int, list[str]]:
+    """``decode_otlp_logged``'s arguments, decoded in this process (logged by the server)."""
+    *decode_args, _wal_dir = args
+    return decode_otlp_table(*decode_args)
+
+
 def _decode_in_worker(
     body: bytes, content_type: str | None, encoding: str | None, max_bytes: int
 ) -> tuple[list[tuple[Any, ...]], int, list[str]]:
@@ -154,6 +185,23 @@ class DecodePool:
         args = (body, content_type, encoding, max_bytes, overrides)
         result: tuple[pa.Table, int, list[str]] = await self._run(
             decode_otlp_table, decode_otlp_table, args
+        )
+        return result
+
+    async def decode_logged(
+        self,
+        body: bytes,
+        content_type: str | None,
+        encoding: str | None,
+        max_bytes: int,
+        overrides: PricesSnapshot,
+        wal_dir: str,
+    ) -> tuple[Logged | pa.Table, int, list[str]]:
+        """Decoded, priced records, logged by the worker (``Logged``), or as an Arrow
+        table when decoded in this process (no workers, or a worker died)."""
+        args = (body, content_type, encoding, max_bytes, overrides, wal_dir)
+        result: tuple[Logged | pa.Table, int, list[str]] = await self._run(
+            decode_otlp_logged, _decode_here, args
         )
         return result
 

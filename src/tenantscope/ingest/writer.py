@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from tenantscope.errors import Unavailable
 from tenantscope.ingest.attribution import attribution_key, resolve_trace
-from tenantscope.ingest.wal import WriteAheadLog
+from tenantscope.ingest.wal import Logged, WriteAheadLog
 from tenantscope.records import UsageRecord
 from tenantscope.storage.base import EventStore
 from tenantscope.storage.serialize import arrow_to_records, to_utc_naive
@@ -76,7 +76,7 @@ class _Job:
     # process; rows are turned into records only when their trace must be re-resolved
     table: pa.Table | None = None
     # the write-ahead log segment holding the table once it is logged (request answered)
-    segment: int | None = None
+    segment: str | None = None
 
     @property
     def size(self) -> int:
@@ -284,6 +284,36 @@ class BatchWriter:
         (self._queue if self._wal is None else self._log_queue).put(job)
         return await asyncio.wrap_future(fut)
 
+    @property
+    def wal_dir(self) -> str | None:
+        """Where decode workers log their requests' spans (None: no write-ahead log)."""
+        return None if self._wal is None else str(self._wal.directory)
+
+    async def room(self) -> None:
+        """Wait while the store is too far behind the log (then refuse, with a 503)."""
+        if self._unapplied_rows >= self._max_unapplied:
+            await asyncio.to_thread(self._wait_for_room)
+
+    def _wait_for_room(self) -> None:
+        with self._state:
+            room = self._state.wait_for(
+                lambda: self._unapplied_rows < self._max_unapplied, BACKPRESSURE_TIMEOUT_S
+            )
+        if not room:
+            raise Unavailable(
+                f"the event store is behind by {self._unapplied_rows} records"
+                f" ({self.apply_error or 'busy'}); retry later"
+            )
+
+    def write_logged(self, logged: Logged) -> WriteResult:
+        """Take a batch a decode worker logged (answered once this returns): it is read
+        from the log and queued for the store."""
+        if self._wal is None or not self.running:
+            raise Unavailable("the ingest writer is not running")
+        table = self._wal.adopt(logged)
+        self._enqueue_logged([_Job([], Future(), True, table, segment=logged.segment)])
+        return WriteResult(logged.rows, 0)
+
     def write_sync(self, records: Sequence[UsageRecord], timeout: float = 60.0) -> WriteResult:
         return self.submit(records).result(timeout)
 
@@ -324,18 +354,11 @@ class BatchWriter:
 
     def _log_jobs(self, wal: WriteAheadLog, jobs: list[_Job]) -> None:
         rows = sum(j.size for j in jobs)
-        with self._state:
-            # back-pressure: while the store is far behind, senders wait for it
-            room = self._state.wait_for(
-                lambda: self._unapplied_rows < self._max_unapplied, BACKPRESSURE_TIMEOUT_S
-            )
-        if not room:
-            err = Unavailable(
-                f"the event store is behind by {self._unapplied_rows} records"
-                f" ({self.apply_error or 'busy'}); retry later"
-            )
+        try:
+            self._wait_for_room()  # back-pressure: while the store is far behind, senders wait
+        except Unavailable as behind:
             for job in jobs:
-                job.future.set_exception(err)
+                job.future.set_exception(behind)
             return
         try:
             segment = wal.append([j.table for j in jobs if j.table is not None])
@@ -345,14 +368,20 @@ class BatchWriter:
             for job in jobs:
                 job.future.set_exception(err)
             return
-        with self._state:
-            self._unapplied_rows += rows
-            self._acked += len(jobs)
-        for job in jobs:  # queued before answered: a read after the answer waits for it
+        for job in jobs:
             job.segment = segment
-            self._queue.put(job)
+        self._enqueue_logged(jobs)
         for job in jobs:
             job.future.set_result(WriteResult(job.size, 0))
+
+    def _enqueue_logged(self, jobs: list[_Job]) -> None:
+        # counted and queued in one step, before the requests are answered: a read after
+        # an answer waits for that request's job (jobs are stored in queue order)
+        with self._state:
+            self._unapplied_rows += sum(j.size for j in jobs)
+            self._acked += len(jobs)
+            for job in jobs:
+                self._queue.put(job)
 
     # -- the writer thread -------------------------------------------------------------
     def _run(self) -> None:

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from tenantscope.errors import UnsupportedMediaType, ValidationFailed
 from tenantscope.ingest.events import parse_events
 from tenantscope.ingest.otlp import JSON, decompress_body, media_type
+from tenantscope.ingest.wal import Logged
 from tenantscope.ingest.writer import synthetic_ids
 from tenantscope.records import UsageRecord
 from tenantscope.server.body import read_body
@@ -53,8 +54,18 @@ async def post_traces(request: Request) -> Response:
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
     encoding = request.headers.get("content-encoding")
-    if _bound_tenant(request) is None:
-        # the common case: decoded, priced and converted to Arrow in a worker process
+    wal_dir = svc.writer.wal_dir
+    if _bound_tenant(request) is None and wal_dir is not None:
+        # the common case: decoded, priced and logged by a worker process
+        await svc.writer.room()
+        result, rejected, errors = await svc.decoder.decode_logged(
+            body, ctype, encoding, limit, svc.price.snapshot(), wal_dir
+        )
+        if isinstance(result, Logged):
+            svc.writer.write_logged(result)
+        else:
+            await svc.writer.write_table(result)
+    elif _bound_tenant(request) is None:
         table, rejected, errors = await svc.decoder.decode_table(
             body, ctype, encoding, limit, svc.price.snapshot()
         )
