@@ -51,7 +51,7 @@ DEFAULT_DEDUPE_WINDOW = timedelta(hours=24)
 # retry delay; ids with explicit times are also looked for this far around the batch.
 RETRY_SKEW = timedelta(minutes=10)
 # Logged records wait this long for more before going to the store (see the module doc).
-DEFAULT_LINGER_S = 0.25
+DEFAULT_LINGER_S = 0.5
 # Logged but not yet stored rows at most; beyond, requests wait (then get a 503) rather
 # than let memory grow while the store is slow or failing.
 MAX_UNAPPLIED_ROWS = 100_000

@@ -78,7 +78,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "ingest_linger_ms",
-        lambda: 250.0,
+        lambda: 500.0,
         float,
         "how long answered OTLP spans wait for more before one store batch takes them all",
     ),
