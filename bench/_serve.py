@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import httpx
+from tenantscope.testing.server import admin_key, start_serve, stop_serve
 
 
 @dataclass(frozen=True)
@@ -37,24 +33,6 @@ class MissingData(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _admin_key(data_dir: Path) -> str:
-    from tenantscope.server.keys import new_key
-    from tenantscope.storage.sqlite_config import SQLiteConfigStore
-
-    store = SQLiteConfigStore(data_dir / "config.db")
-    key, token = new_key("admin", "benchmark")
-    store.add_api_key(key)
-    store.close()
-    return token
-
-
 @contextmanager
 def serve_bench_data(rows: int) -> Iterator[BenchServer]:
     """Start the server on (symlinks to) the cached store of ``bench/query.py --rows``."""
@@ -66,31 +44,13 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
     data = Path(tempfile.mkdtemp(prefix="tenantscope-bench-serve-"))
     (data / "events.duckdb").symlink_to(db)
     shutil.copyfile(cfg, data / "config.db")  # a copy: the key made below stays with it
-    key = _admin_key(data)
-    port = free_port()
-    env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(data), "TENANTSCOPE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    key = admin_key(data, "benchmark")
+    proc, url = start_serve(data, {"TENANTSCOPE_LOG_LEVEL": "warning"})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
         meta = json.loads(Path(str(db) + ".meta.json").read_text())
         yield BenchServer(proc, url, datetime.fromisoformat(meta["end"]), key)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_serve(proc)
 
 
 def bench_main(doc: str, measure: Callable[[BenchServer, int], int]) -> int:

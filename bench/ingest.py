@@ -16,10 +16,7 @@ import argparse
 import gzip
 import itertools
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,60 +30,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tenantscope.demo import demo_batches, demo_tenants
+from tenantscope.testing.server import admin_key, start_serve, stop_serve
 
 GOAL_SPANS_PER_S = 30_000.0
 # the key every request sends (an admin key: ingest, and /metrics for the stored count)
 AUTH: dict[str, str] = {}
-
-
-def _admin_key(data_dir: Path) -> str:
-    """An admin key in a data dir, made before its server starts."""
-    from tenantscope.server.keys import new_key
-    from tenantscope.storage.sqlite_config import SQLiteConfigStore
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteConfigStore(data_dir / "config.db")
-    key, token = new_key("admin", "bench/ingest.py")
-    store.add_api_key(key)
-    store.close()
-    return token
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "tenantscope.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--data-dir", str(data_dir)]  # fmt: skip
-    env = {**os.environ, "TENANTSCOPE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the server did not become ready within 60 s")
-
-
-def _stop_server(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _bodies(count: int, batch_spans: int, seed: int, compress: bool) -> list[tuple[bytes, int]]:
@@ -206,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="tenantscope-bench-")
         data_dir = args.data_dir or Path(tmp.name if tmp else ".")
-        AUTH["authorization"] = f"Bearer {_admin_key(data_dir)}"
-        proc, url = _start_server(data_dir)
+        AUTH["authorization"] = f"Bearer {admin_key(data_dir, 'bench/ingest.py')}"
+        proc, url = start_serve(data_dir, {"TENANTSCOPE_LOG_LEVEL": "warning"})
         print(f"started tenantscope serve at {url}, data dir {data_dir}")
     elif args.api_key:
         AUTH["authorization"] = f"Bearer {args.api_key}"
@@ -237,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         after = _records_total(url)
     finally:
         if proc is not None:
-            _stop_server(proc)
+            stop_serve(proc)
         if tmp is not None:
             tmp.cleanup()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 
 import tenantscope
+from tenantscope.testing.server import free_port
 
 SINK = r"""
 import sys
@@ -62,13 +62,6 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the meeting in three bullets."}]
 GOAL_US = 100.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -176,14 +169,14 @@ def _set_instrumented(library: str, on: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fake_port = _free_port()
+    fake_port = free_port()
     fake_url = f"http://127.0.0.1:{fake_port}"
     fake_cmd = [sys.executable, "-m", "tenantscope.testing.fake_provider", "--port", str(fake_port)]
     with _process(fake_cmd, f"{fake_url}/healthz"):
         if args.endpoint:
             endpoint = args.endpoint
             return _measure(args, fake_url, endpoint)
-        sink_port = _free_port()
+        sink_port = free_port()
         endpoint = f"http://127.0.0.1:{sink_port}"
         with _process([sys.executable, "-c", SINK, str(sink_port)], endpoint):
             return _measure(args, fake_url, endpoint)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,13 +14,7 @@ import pytest
 
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tenantscope.testing.server import free_port
 
 
 def make_settings(data_dir: Path, **given: object) -> Settings:

@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 
 from tenantscope.cli import app
 from tenantscope.server.services import Services
+from tenantscope.testing.server import admin_key, wait_ready
+from tenantscope.testing.server import start_serve as serve_process
 from tests.conftest import free_port, make_settings
 from tests.query.seed import seed
 
@@ -192,41 +194,12 @@ class Served:
         return {"authorization": f"Bearer {self.key}"}
 
 
-def _admin_key(data_dir: Path) -> str:
-    from tenantscope.server.keys import new_key
-    from tenantscope.storage.sqlite_config import SQLiteConfigStore
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteConfigStore(data_dir / "config.db")
-    key, token = new_key("admin", "test")
-    store.add_api_key(key)
-    store.close()
-    return token
-
-
 def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], Served]:
     """``tenantscope serve`` as a real subprocess on a free port, once it is ready, with
     an admin key for it."""
-    key = _admin_key(data_dir)
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantscope.cli", "serve", "--port", str(port)],
-        env={**os.environ, "TENANTSCOPE_DATA_DIR": str(data_dir), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                return proc, Served(url, key)
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"tenantscope serve did not become ready (exit {proc.poll()})")
-        time.sleep(0.1)
+    key = admin_key(data_dir)
+    proc, url = serve_process(data_dir, env, timeout=30)
+    return proc, Served(url, key)
 
 
 @pytest.fixture
@@ -281,15 +254,7 @@ def test_first_start_makes_an_admin_key_and_prints_it_once(tmp_path: Path) -> No
         token = re.search(r"(tsa_[0-9a-f]+_\S+)", text)
         assert token, text
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_ready(url, proc, timeout=30)
         auth = {"authorization": f"Bearer {token.group(1)}"}
         assert httpx.get(f"{url}/api/tenants", headers=auth).status_code == 200
         assert httpx.get(f"{url}/api/tenants").status_code == 401

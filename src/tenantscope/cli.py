@@ -249,7 +249,7 @@ def demo(
     """Start the server, send realistic multi-tenant traffic through its real OTLP
     endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
     keep serving."""
-    from tenantscope.demo import demo_batches, demo_tenants
+    from tenantscope.demo import configure_tenants, demo_batches, demo_tenants
 
     settings = _settings(
         host=host,
@@ -261,15 +261,7 @@ def demo(
     _configure_logging("warning")
     tenant_list = demo_tenants(n_extra=tenants, seed=seed)
     cfg = _config(settings)
-    for t in tenant_list:
-        cfg.set_tenant(
-            t.tenant_id,
-            display_name=t.display_name,
-            tier=t.tier,
-            sla_p95_ms=t.sla_p95_ms,
-            rate_limit_rpm=t.rate_limit_rpm,
-            monthly_budget_usd=t.monthly_budget_usd,
-        )
+    configure_tenants(cfg, tenant_list)
     cfg.close()
 
     services = _open_services(settings)

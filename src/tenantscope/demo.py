@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import (
@@ -43,6 +44,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from tenantscope import semconv
+
+if TYPE_CHECKING:
+    from tenantscope.storage.base import ConfigStore
 
 __all__ = [
     "SERVICE_NAME",
@@ -172,6 +176,19 @@ def demo_tenants(n_extra: int = 50, seed: int = 7) -> list[DemoTenant]:
             )
         )
     return out
+
+
+def configure_tenants(config: ConfigStore, tenants: Sequence[DemoTenant]) -> None:
+    """Store the demo tenants' configuration (name, tier, SLA, rate limit, budget)."""
+    for t in tenants:
+        config.set_tenant(
+            t.tenant_id,
+            display_name=t.display_name,
+            tier=t.tier,
+            sla_p95_ms=t.sla_p95_ms,
+            rate_limit_rpm=t.rate_limit_rpm,
+            monthly_budget_usd=t.monthly_budget_usd,
+        )
 
 
 # --- features and models -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from playwright.sync_api import (
     Response,
 )
 
-from tenantscope.demo import demo_batches, demo_tenants
+from tenantscope.demo import configure_tenants, demo_batches, demo_tenants
 from tenantscope.server.services import Services
 from tests.conftest import RunningServer, free_port, make_settings, serve_app
 from tests.dashboard.browser import TIMEOUT_MS, sign_in, skip_without_chromium
@@ -88,15 +88,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     services = Services.open(settings)
     try:
         tenants = demo_tenants(n_extra=20, seed=7)
-        for t in tenants:
-            services.config.set_tenant(
-                t.tenant_id,
-                display_name=t.display_name,
-                tier=t.tier,
-                sla_p95_ms=t.sla_p95_ms,
-                rate_limit_rpm=t.rate_limit_rpm,
-                monthly_budget_usd=t.monthly_budget_usd,
-            )
+        configure_tenants(services.config, tenants)
         with serve_app(services) as running:
             for body in demo_batches(tenants, days=7, traces=TRACES, seed=7, batch_spans=500):
                 resp = running.client.post(

@@ -111,12 +111,13 @@ def decode_otlp_logged(
     encoding: str | None,
     max_bytes: int,
     overrides: PricesSnapshot,
-    wal_dir: str,
+    wal_dir: str | None,
 ) -> tuple[Logged | pa.Table, int, list[str]]:
     """``decode_otlp_table`` in a worker process, the table then logged in the worker's
-    own write-ahead log segment (fsynced): the server gets where it is, not the rows."""
+    own write-ahead log segment (fsynced): the server gets where it is, not the rows.
+    Without a log (``wal_dir`` None) the table itself."""
     table, rejected, errors = decode_otlp_table(body, content_type, encoding, max_bytes, overrides)
-    if table.num_rows == 0:
+    if wal_dir is None or table.num_rows == 0:
         return table, rejected, errors
     appender = _appenders.get(wal_dir)
     if appender is None:
@@ -173,21 +174,6 @@ class DecodePool:
         rows, rejected, errors = await self._run(_decode_in_worker, _decode_in_worker, args)
         return [UsageRecord(*row) for row in rows], rejected, errors
 
-    async def decode_table(
-        self,
-        body: bytes,
-        content_type: str | None,
-        encoding: str | None,
-        max_bytes: int,
-        overrides: PricesSnapshot,
-    ) -> tuple[pa.Table, int, list[str]]:
-        """Decoded, priced records as an Arrow table (see ``decode_otlp_table``)."""
-        args = (body, content_type, encoding, max_bytes, overrides)
-        result: tuple[pa.Table, int, list[str]] = await self._run(
-            decode_otlp_table, decode_otlp_table, args
-        )
-        return result
-
     async def decode_logged(
         self,
         body: bytes,
@@ -195,10 +181,11 @@ class DecodePool:
         encoding: str | None,
         max_bytes: int,
         overrides: PricesSnapshot,
-        wal_dir: str,
+        wal_dir: str | None,
     ) -> tuple[Logged | pa.Table, int, list[str]]:
         """Decoded, priced records, logged by the worker (``Logged``), or as an Arrow
-        table when decoded in this process (no workers, or a worker died)."""
+        table when decoded in this process (no workers, or a worker died) or when there
+        is no log (``wal_dir`` None)."""
         args = (body, content_type, encoding, max_bytes, overrides, wal_dir)
         result: tuple[Logged | pa.Table, int, list[str]] = await self._run(
             decode_otlp_logged, _decode_here, args

@@ -54,22 +54,16 @@ async def post_traces(request: Request) -> Response:
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
     encoding = request.headers.get("content-encoding")
-    wal_dir = svc.writer.wal_dir
-    if _bound_tenant(request) is None and wal_dir is not None:
+    if _bound_tenant(request) is None:
         # the common case: decoded, priced and logged by a worker process
         await svc.writer.room()
         result, rejected, errors = await svc.decoder.decode_logged(
-            body, ctype, encoding, limit, svc.price.snapshot(), wal_dir
+            body, ctype, encoding, limit, svc.price.snapshot(), svc.writer.wal_dir
         )
         if isinstance(result, Logged):
             svc.writer.write_logged(result)
         else:
             await svc.writer.write_table(result)
-    elif _bound_tenant(request) is None:
-        table, rejected, errors = await svc.decoder.decode_table(
-            body, ctype, encoding, limit, svc.price.snapshot()
-        )
-        await svc.writer.write_table(table)
     else:
         records, rejected, errors = await svc.decoder.decode(body, ctype, encoding, limit)
         records, refused = await _bound_to_key_tenant(request, records)

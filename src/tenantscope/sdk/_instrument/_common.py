@@ -313,27 +313,13 @@ def get(obj: Any, name: str) -> Any:
 def wrap_sync(original: Callable[..., Any], op: Operation, options: Options) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = None
-        streaming = False
         try:
             streaming = op.is_stream(kwargs)
             kwargs = op.prepare(kwargs, options)
-            call = _start(op, options, kwargs)
         except Exception:
             log.debug("could not start a %s span", op.provider, exc_info=True)
-        if call is None:
             return original(self, *args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
-        marker = IN_LLM_SPAN.set(True)
-        try:
-            result = original(self, *args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            IN_LLM_SPAN.reset(marker)
-            otel_context.detach(token)
-        return _finish(op, call, result, streaming)
+        return traced_sync(op, options, kwargs, lambda: original(self, *args, **kwargs), streaming)
 
     setattr(wrapper, "__wrapped_by_tenantscope__", True)  # noqa: B010
     return wrapper
@@ -344,42 +330,37 @@ def wrap_async(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(original)
     async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        call = None
-        streaming = False
         try:
             streaming = op.is_stream(kwargs)
             kwargs = op.prepare(kwargs, options)
-            call = _start(op, options, kwargs)
         except Exception:
             log.debug("could not start a %s span", op.provider, exc_info=True)
-        if call is None:
             return await original(self, *args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
-        marker = IN_LLM_SPAN.set(True)
-        try:
-            result = await original(self, *args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            IN_LLM_SPAN.reset(marker)
-            otel_context.detach(token)
-        return _finish(op, call, result, streaming)
+        return await traced_async(op, options, kwargs, original(self, *args, **kwargs), streaming)
 
     setattr(wrapper, "__wrapped_by_tenantscope__", True)  # noqa: B010
     return wrapper
 
 
-def traced_sync(
-    op: Operation, options: Options, kwargs: dict[str, Any], thunk: Callable[[], T]
-) -> T:
-    """Run ``thunk`` (a request already built by the library, e.g. a stream helper's) under
-    a span for a call made with ``kwargs``."""
-    call = None
+def _begin(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall | None:
+    """The call's span; None when it could not start (the call then runs without one)."""
     try:
-        call = _start(op, options, kwargs)
+        return _start(op, options, kwargs)
     except Exception:
         log.debug("could not start a %s span", op.provider, exc_info=True)
+        return None
+
+
+def traced_sync(
+    op: Operation,
+    options: Options,
+    kwargs: dict[str, Any],
+    thunk: Callable[[], T],
+    streaming: bool = True,
+) -> T:
+    """Run ``thunk`` (the request, e.g. a stream helper's) under a span for a call made
+    with ``kwargs``."""
+    call = _begin(op, options, kwargs)
     if call is None:
         return thunk()
     token = otel_context.attach(trace.set_span_in_context(call.span))
@@ -392,17 +373,18 @@ def traced_sync(
     finally:
         IN_LLM_SPAN.reset(marker)
         otel_context.detach(token)
-    return _finish(op, call, result, True)
+    return _finish(op, call, result, streaming)
 
 
 async def traced_async(
-    op: Operation, options: Options, kwargs: dict[str, Any], awaitable: Awaitable[T]
+    op: Operation,
+    options: Options,
+    kwargs: dict[str, Any],
+    awaitable: Awaitable[T],
+    streaming: bool = True,
 ) -> T:
-    call = None
-    try:
-        call = _start(op, options, kwargs)
-    except Exception:
-        log.debug("could not start a %s span", op.provider, exc_info=True)
+    """``traced_sync`` for a request made already, awaited here."""
+    call = _begin(op, options, kwargs)
     if call is None:
         return await awaitable
     token = otel_context.attach(trace.set_span_in_context(call.span))
@@ -415,7 +397,7 @@ async def traced_async(
     finally:
         IN_LLM_SPAN.reset(marker)
         otel_context.detach(token)
-    return _finish(op, call, result, True)
+    return _finish(op, call, result, streaming)
 
 
 # --- streams --------------------------------------------------------------------------------
