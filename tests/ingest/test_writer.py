@@ -7,6 +7,8 @@ import random
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from tenantscope.ingest.writer import BatchWriter
 from tenantscope.records import UsageRecord
 from tenantscope.server.services import Services
@@ -184,8 +186,13 @@ def _rollup_totals(svc: Services) -> list[tuple[object, ...]]:
     ]
 
 
+@pytest.mark.parametrize(
+    ("linger_ms", "resend"),
+    [(0.0, True), (500.0, True), (500.0, False)],
+    ids=["batch-per-request", "one-batch", "one-batch-no-copies"],
+)
 def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
-    tmp_path: object,
+    tmp_path: object, linger_ms: float, resend: bool
 ) -> None:
     """Spans of a trace split over requests, some re-sent: the decode workers' path (priced
     Arrow tables, resolved per request) and the records path store the same rows, and the
@@ -200,7 +207,10 @@ def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
 
     base = Path(str(tmp_path))
     plain = Services.open(make_settings(base / "plain", ingest_workers=0))
-    tables = Services.open(make_settings(base / "tables", ingest_workers=0))
+    # a batch per request goes column-wise when it can (BatchWriter._write_tables)
+    tables = Services.open(
+        make_settings(base / "tables", ingest_workers=0, ingest_linger_ms=linger_ms)
+    )
     try:
         rng = random.Random(5)
         spans = _trace_spans(rng, 40)
@@ -210,7 +220,8 @@ def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
             n = rng.randint(1, 12)
             requests.append(spans[:n])
             spans = spans[n:]
-        requests += [requests[1], requests[4][:2]]  # re-sent: duplicates
+        if resend:
+            requests += [requests[1], requests[4][:2]]  # re-sent: duplicates
         for req in requests:
             records = [r.replace() for r in req]
             assert plain.writer.write_sync(records).accepted >= 0

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tenantscope.errors import Unavailable
 from tenantscope.ingest.attribution import attribution_key, resolve_trace
@@ -473,8 +474,13 @@ class BatchWriter:
             fut.set_result(None)
 
     def _write_batch(self, jobs: list[_Job]) -> list[WriteResult]:
+        stored: dict[str, list[UsageRecord]] | None = None
+        if all(j.table is not None and j.resolved for j in jobs):
+            done, stored = self._write_tables(jobs)
+            if done is not None:
+                return done
         rows = _Rows.of(jobs)
-        stored_by_trace = self._stored_traces(rows)
+        stored_by_trace = self._stored_traces(rows) if stored is None else stored
         stored_ids = self._stored_ids(rows, stored_by_trace)
         inserts, updates, tables, replaced = self._resolve(jobs, rows, stored_ids, stored_by_trace)
         for r in inserts:
@@ -491,16 +497,71 @@ class BatchWriter:
         self.duplicates += sum(r.duplicates for r in results)
         return results
 
+    def _write_tables(
+        self, jobs: list[_Job]
+    ) -> tuple[list[WriteResult] | None, dict[str, list[UsageRecord]]]:
+        """The common batch, column-wise: decode workers' tables (each resolved within its
+        request) of spans with default ids, no id twice in the batch and none stored yet.
+        Returns (results, stored records of its traces), or (None, those records) for
+        any other batch, which the row-wise path then writes."""
+        columns = {
+            name: pa.chunked_array(
+                [c for j in jobs if j.table is not None for c in j.table.column(name).chunks]
+            )
+            for name in ("event_id", "trace_id", "span_id", "start_time")
+        }
+        ids, traces = columns["event_id"], columns["trace_id"]
+        bounds = pc.min_max(columns["start_time"]).as_py()
+        stored = self._trace_records(pc.unique(traces).to_pylist(), bounds["min"], bounds["max"])
+        default_ids = pc.equal(ids, pc.binary_join_element_wise(traces, columns["span_id"], ":"))
+        known = [s.event_id for records in stored.values() for s in records]
+        if (
+            not pc.all(default_ids).as_py()  # ids of their own: looked up row by row
+            or pc.count_distinct(ids).as_py() != len(ids)
+            or (known and pc.any(pc.is_in(ids, value_set=pa.array(known, pa.string()))).as_py())
+        ):
+            return None, stored
+        # traces with spans stored, or in several requests, are resolved again as a whole
+        per_job = pc.value_counts(
+            pa.chunked_array([pc.unique(j.table.column("trace_id")) for j in jobs if j.table])
+        )
+        several = pc.filter(per_job.field("values"), pc.greater(per_job.field("counts"), 1))
+        redo = (set(stored) | set(several.to_pylist())) - {""}
+        tables: list[pa.Table] = []
+        inserts: list[UsageRecord] = []
+        redo_values = pa.array(sorted(redo), pa.string())
+        for job in jobs:
+            assert job.table is not None
+            in_redo = pc.is_in(job.table.column("trace_id"), value_set=redo_values)
+            if redo and pc.any(in_redo).as_py():
+                tables.append(job.table.filter(pc.invert(in_redo)))
+                inserts += arrow_to_records(job.table.filter(in_redo))
+            else:
+                tables.append(job.table)
+        updates, replaced = self._reresolve(inserts, stored)
+        self._store.write(
+            inserts, updates, tables=[t for t in tables if t.num_rows], replaced=replaced
+        )
+        self.batches += 1
+        self.records_written += len(ids)
+        return [WriteResult(j.size, 0) for j in jobs], stored
+
     def _stored_traces(self, rows: _Rows) -> dict[str, list[UsageRecord]]:
         """The stored records of the batch's traces, within the trace window around it."""
         traces = {t for j in rows.traces for _, t, _ in j if t}
-        if not traces:
-            return {}
         starts = [s for _, _, s, _ in rows.ids]
+        return self._trace_records(list(traces), min(starts), max(starts)) if traces else {}
+
+    def _trace_records(
+        self, traces: list[str], first: datetime, last: datetime
+    ) -> dict[str, list[UsageRecord]]:
+        """The stored records of ``traces`` between ``first`` and ``last`` (a batch's
+        start times), widened by the trace window."""
         out: dict[str, list[UsageRecord]] = {}
-        for s in self._store.trace_records(
-            sorted(traces), min(starts) - self._window, max(starts) + self._window
-        ):
+        found = self._store.trace_records(
+            sorted(t for t in traces if t), first - self._window, last + self._window
+        )
+        for s in found:
             out.setdefault(s.trace_id, []).append(s)
         return out
 
@@ -589,12 +650,19 @@ class BatchWriter:
                 tables.append(job.table.filter(pa.array(keep)))
             if any(taken):
                 inserts += arrow_to_records(job.table.filter(pa.array(taken)))
+        updates, replaced = self._reresolve([r for r in inserts if r.trace_id in redo], stored)
+        return inserts, updates, tables, replaced
+
+    def _reresolve(
+        self, new: list[UsageRecord], stored_by_trace: dict[str, list[UsageRecord]]
+    ) -> tuple[list[UsageRecord], list[UsageRecord]]:
+        """Resolve the traces of ``new`` records together with their stored records:
+        (stored records whose attribution changed, their stored versions)."""
         updates: list[UsageRecord] = []
-        fresh_ids = {r.event_id for r in inserts}
+        fresh_ids = {r.event_id for r in new}
         new_by_trace: dict[str, list[UsageRecord]] = {}
-        for r in inserts:
-            if r.trace_id in redo:
-                new_by_trace.setdefault(r.trace_id, []).append(r)
+        for r in new:
+            new_by_trace.setdefault(r.trace_id, []).append(r)
         replaced: list[UsageRecord] = []
         for trace_id, new in new_by_trace.items():
             old = stored_by_trace.get(trace_id, [])
@@ -605,4 +673,4 @@ class BatchWriter:
                 if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id][0]:
                     updates.append(r)
                     replaced.append(before[r.event_id][1])
-        return inserts, updates, tables, replaced
+        return updates, replaced
