@@ -487,8 +487,10 @@ def test_forged_expired_and_revoked_sessions_are_ignored(
     forged = [
         f"{kid}.{int(expires) + 999999}.{sid}.{sig}",  # a longer life, same signature
         f"{other_kid}.{expires}.{sid}.{sig}",  # another key id
-        f"{kid}.{expires}.{sid[::-1]}.{sig}",  # another session id
-        f"{kid}.{expires}.{sid}.{sig[:-2]}AA",
+        f"{kid}.{expires}.{'0' if sid[0] != '0' else '1'}{sid[1:]}.{sig}",  # another session id
+        # another signature: the first character carries six whole bits, so this always
+        # changes the signed bytes (the last one holds padding bits a decoder may ignore)
+        f"{kid}.{expires}.{sid}.{'B' if sig[0] == 'A' else 'A'}{sig[1:]}",
         f"{kid}.{expires}.{sid}",
         "garbage",
         "",
