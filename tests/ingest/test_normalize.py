@@ -531,11 +531,58 @@ def test_negative_ttft_is_rejected() -> None:
 # --- attributes and events ---------------------------------------------------------------
 
 
-def test_attributes_are_the_span_attributes_only() -> None:
+def test_attributes_are_the_rest_of_the_span_attributes() -> None:
     attributes = {"tenant.id": "t", "sla_met": True, "tags": ["a"]}
     record = _norm(attributes, resource={"service.name": "api"})
-    assert record.attributes == attributes
+    # the tenant is a column; the resource's attributes are not the span's
+    assert record.tenant_id == "t" and record.service == "api"
+    assert record.attributes == {"sla_met": True, "tags": ["a"]}
+    assert attributes == {"tenant.id": "t", "sla_met": True, "tags": ["a"]}  # not changed
     json.dumps(record.attributes)
+
+
+def test_attributes_keep_what_no_column_holds() -> None:
+    attributes = {
+        "user.id": 42,  # a column, as "42"
+        "enduser.id": 42,  # a lower-ranked name: kept, whatever its value
+        "baggage.tenant.id": "acme",  # lost to a span attribute: kept
+        "tenant_id": "other",  # span attributes rank above baggage copies
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.request.model": "gpt-4o",  # lost to the response model: kept
+        "gen_ai.system": "openai",
+        "gen_ai.usage.input_tokens": 10,
+        "gen_ai.usage.output_tokens": 5,
+        "netra.usage": json.dumps([{"cost_in_usd": 0.5, "units": 3}]),  # more than a cost
+        "tenantscope.billable_state": "bogus",  # ignored, so kept
+        "tenantscope.span.kind": "llm",  # what the record says
+        "tenantscope.status": "ok",
+        "http.route": "/summarize",
+    }
+    record = _norm(attributes)
+    assert (record.tenant_id, record.user_id, record.model) == ("other", "42", "gpt-4o-2024-08-06")
+    # whatever order the attributes come in (a winner may be displaced by a later name)
+    for order in (reversed(attributes), sorted(attributes)):
+        again = _norm({key: attributes[key] for key in order})
+        assert again.attributes == record.attributes
+        assert (again.tenant_id, again.model) == (record.tenant_id, record.model)
+    assert record.attributes == {
+        "enduser.id": 42,
+        "baggage.tenant.id": "acme",
+        "gen_ai.request.model": "gpt-4o",
+        "netra.usage": attributes["netra.usage"],
+        "tenantscope.billable_state": "bogus",
+        "http.route": "/summarize",
+    }
+
+
+def test_steering_attributes_stay_only_when_they_disagree_with_the_record() -> None:
+    said = _norm({"error.type": "cancelled", "tenantscope.span.kind": "span"}, status_code=2)
+    assert (said.status, said.error_type, said.kind) == ("cancelled", "cancelled", "span")
+    assert said.attributes == {}
+    ignored = {"tenantscope.status": "bogus", "tenantscope.span.kind": "agent"}
+    assert _norm(ignored).attributes == ignored
+    timeout = _norm({"tenantscope.status": "error", "error.type": "Timeout"})
+    assert (timeout.status, timeout.error_type, timeout.attributes) == ("error", "Timeout", {})
 
 
 def test_events_have_rfc3339_times() -> None:

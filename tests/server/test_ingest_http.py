@@ -62,6 +62,26 @@ def test_protobuf_spans_are_stored_and_visible_per_tenant(server: RunningServer)
     assert names == ["acme", "globex"]
 
 
+def test_a_stored_span_keeps_the_attributes_no_column_holds(server: RunningServer) -> None:
+    one = llm_span(
+        7,
+        **{
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "gen_ai.response.id": "chatcmpl-7",
+            "http.route": "/summarize",
+        },
+    )
+    body = request([one]).SerializeToString()
+    assert server.client.post("/v1/traces", content=body, headers=PB).status_code == 200
+    detail = server.client.get("/api/traces/" + "07" * 16).json()
+    (node,) = detail["roots"]
+    assert (node["tenant_id"], node["provider"], node["model"], node["response_id"]) == (
+        "acme", "openai", "gpt-4o-2024-08-06", "chatcmpl-7",
+    )  # fmt: skip
+    # the request model lost to a different response model, so it stays
+    assert node["attributes"] == {"gen_ai.request.model": "gpt-4o", "http.route": "/summarize"}
+
+
 def test_json_and_gzip_bodies(server: RunningServer) -> None:
     doc = to_otlp_json(request([llm_span(7, tenant="jsonco")]))
     resp = server.client.post("/v1/traces", json=doc)

@@ -40,6 +40,13 @@ error message from the status message or the exception event's ``exception.messa
 ``tenantscope.billable_state`` when valid, else ``ignored`` for error/cancelled and
 ``billable`` otherwise.
 
+Attributes. A record keeps the rest of the span's attributes: the accepted name that won a
+field a column holds is left out, and so are ``tenantscope.span.kind``/``status``/
+``billable_state`` and ``error.type`` when they say what the record says. Names that lost to
+another (a ``gen_ai.request.model`` beside the response model), ``netra.usage`` (it carries
+more than a cost), empty values and anything ignored stay. Resource attributes fill columns
+only.
+
 Validation (``errors.ValidationFailed``, message starting with the field name): ids over
 ``limits.MAX_ID_LEN`` or with control characters, event ids over ``MAX_EVENT_ID_LEN``,
 negative or absurd token counts and costs, start times before ``MIN_TIME`` or more than
@@ -133,6 +140,17 @@ def normalize_span(
     else:
         billable_state = "billable" if status == "ok" else "ignored"
 
+    error_type = _error_type(error_type)
+    rest = lookup.rest
+    if not _LOGIC_KEYS.isdisjoint(rest):
+        said = {
+            semconv.SPAN_KIND: kind,
+            semconv.STATUS: status,
+            semconv.BILLABLE_STATE: billable_state,
+            semconv.ERROR_TYPE: error_type,
+        }
+        rest = {k: v for k, v in rest.items() if said.get(k, _ABSENT) != v}
+
     return UsageRecord(
         event_id=event_id,
         trace_id=span.trace_id,
@@ -153,10 +171,10 @@ def normalize_span(
         duration_ms=(span.end_ns - span.start_ns) / 1e6,
         ttft_ms=_ttft(lookup),
         status=status,
-        error_type=_error_type(error_type),
+        error_type=error_type,
         error_message=limits.truncate_message(limits.check_unicode("error_message", error_message)),
         billable_state=billable_state,
-        attributes=_bounded_attributes(span.attributes),
+        attributes=_bounded_attributes(rest),
         events=_events(span.events),
         source="otlp",
         received_at=received_at,
@@ -189,6 +207,18 @@ _SPAN_KEYS = _key_ranks(semconv.ACCEPT, "", 0)
 for _key, _ranks in _key_ranks(semconv.BAGGAGE_FIELDS, semconv.BAGGAGE_PREFIX, 1000).items():
     _SPAN_KEYS.setdefault(_key, []).extend(_ranks)
 _RESOURCE_KEYS = _key_ranks(semconv.RESOURCE_FIELDS, "", 2000)
+# Names whose winning value a record column holds (tokens as reported, before the cache
+# convention, which the record's cache figures undo) are not stored again. ``netra.usage``
+# carries more than its cost, and an invalid billable state is ignored: both stay.
+_NOT_HELD = frozenset({"reported_cost_list", "billable_state"})
+_HELD_KEYS = frozenset(
+    key for key, ranks in _SPAN_KEYS.items() if any(f not in _NOT_HELD for f, _ in ranks)
+)
+# attributes steering a record column, left out when they say what the record says
+_LOGIC_KEYS = frozenset(
+    {semconv.SPAN_KIND, semconv.STATUS, semconv.BILLABLE_STATE, semconv.ERROR_TYPE}
+)
+_ABSENT = object()
 
 
 class _Lookup:
@@ -198,20 +228,35 @@ class _Lookup:
     every field: this runs for each ingested span. The resource's part is worked out once
     for all the spans sharing the resource (the decoder hands them one dict)."""
 
-    __slots__ = ("_found",)
+    __slots__ = ("_found", "rest")
 
     def __init__(self, span: RawSpan) -> None:
         found = _resource_found(span.resource).copy()
+        # the same pass sorts out what the record keeps: every attribute but the winners
+        # of the fields a column holds (a displaced winner goes back in)
+        rest: dict[str, Any] = {}
+        displaced: list[tuple[str, Any]] = []
         for key, value in span.attributes.items():
             ranks = _SPAN_KEYS.get(key)
             if ranks is None or value is None or (type(value) is str and not value.strip()):
+                rest[key] = value
                 continue
+            held = key in _HELD_KEYS
+            won = False
             for field, rank in ranks:
                 best = found.get(field)
                 # span and baggage ranks are all below the resource's
                 if best is None or rank < best[0]:
-                    found[field] = (rank, value)
+                    if best is not None and best[2] in _HELD_KEYS:
+                        displaced.append((best[2], best[1]))
+                    found[field] = (rank, value, key)
+                    won = True
+            if not (held and won):
+                rest[key] = value
+        for key, value in displaced:
+            rest[key] = value
         self._found = found
+        self.rest = rest
 
     def fields(self) -> Iterable[str]:
         return self._found.keys()
@@ -249,13 +294,14 @@ _VALID_IDS: set[str] = set()
 _VALID_IDS_MAX = 50_000
 _TOKEN_FIELD_SET = frozenset(_TOKEN_FIELDS)
 _ID_FIELD_SET = frozenset(_ID_FIELDS)
-_NO_FOUND: dict[str, tuple[int, Any]] = {}
+# field -> (rank, value, the span attribute it came from; "" for the resource)
+_NO_FOUND: dict[str, tuple[int, Any, str]] = {}
 # the last resource seen and what it fills (spans of one resource come together); one
 # tuple swapped whole, as decoding threads may share it
-_last_resource: list[tuple[object, dict[str, tuple[int, Any]]]] = [(None, _NO_FOUND)]
+_last_resource: list[tuple[object, dict[str, tuple[int, Any, str]]]] = [(None, _NO_FOUND)]
 
 
-def _resource_found(resource: dict[str, Any]) -> dict[str, tuple[int, Any]]:
+def _resource_found(resource: dict[str, Any]) -> dict[str, tuple[int, Any, str]]:
     if not resource:
         return _NO_FOUND
     last, found = _last_resource[0]
@@ -269,7 +315,7 @@ def _resource_found(resource: dict[str, Any]) -> dict[str, tuple[int, Any]]:
         for field, rank in ranks:
             best = found.get(field)
             if best is None or rank < best[0]:
-                found[field] = (rank, value)
+                found[field] = (rank, value, "")
     _last_resource[0] = (resource, found)
     return found
 

@@ -132,6 +132,7 @@ class SpanNode(_Model):
     provider: str
     model: str
     operation: str
+    response_id: str
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int

@@ -1119,6 +1119,7 @@ def _span_node(r: dict[str, Any]) -> SpanNode:
         provider=r["provider"],
         model=r["model"],
         operation=r["operation"],
+        response_id=r["response_id"] or "",
         input_tokens=_int(r["input_tokens"]),
         output_tokens=_int(r["output_tokens"]),
         cache_read_tokens=_int(r["cache_read_tokens"]),
