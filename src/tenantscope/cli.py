@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sys
@@ -158,18 +157,11 @@ def _make_server(settings: Settings, services: Services) -> Any:
     return uvicorn.Server(config)
 
 
-def _tune_gc() -> None:
-    """Ingest allocates many short-lived, acyclic objects (records, attribute dicts); the
-    default generation-0 threshold (700) runs the cycle collector thousands of times a
-    second for nothing. Freeze what startup created and collect less often. Only for the
-    server process this command runs, never for an app embedding the server."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-
-
 def _run_server(settings: Settings, services: Services) -> None:
     try:
-        _tune_gc()
+        from tenantscope.ingest.gc_tuning import tune_for_ingest
+
+        tune_for_ingest()
         _make_server(settings, services).run()
     finally:
         services.close()

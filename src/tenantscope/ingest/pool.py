@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tenantscope.errors import TenantscopeError
 from tenantscope.ingest.attribution import resolve_trace
+from tenantscope.ingest.gc_tuning import tune_for_ingest
 from tenantscope.ingest.normalize import normalize_span
 from tenantscope.ingest.otlp import decode_traces
 from tenantscope.ingest.wal import Logged, SegmentAppender
@@ -143,6 +144,7 @@ def _warm_up(parent: int) -> None:
     """Prime the catalog in a fresh worker, and make the worker leave with its server: a
     worker blocks waiting for work and would otherwise outlive a server killed hard."""
     infer_provider("gpt-4o")
+    tune_for_ingest()
 
     def watch() -> None:
         while os.getppid() == parent:
