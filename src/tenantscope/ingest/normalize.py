@@ -111,8 +111,10 @@ def normalize_span(
 
     event_id = lookup.raw("event_id")
     if event_id is None:
+        # of two ids the decoder checked (hex, 16 and 8 bytes): short and clean
         event_id = f"{span.trace_id}:{span.span_id}"
-    event_id = limits.check_id("event_id", event_id, max_len=limits.MAX_EVENT_ID_LEN)
+    else:
+        event_id = limits.check_id("event_id", event_id, max_len=limits.MAX_EVENT_ID_LEN)
 
     start_time = _from_ns(span.start_ns, "start_time")
     end_time = _from_ns(span.end_ns, "end_time")
@@ -140,7 +142,12 @@ def normalize_span(
     else:
         billable_state = "billable" if status == "ok" else "ignored"
 
-    error_type = _error_type(error_type)
+    if error_type:
+        error_type = _error_type(error_type)
+    if error_message:
+        error_message = limits.truncate_message(
+            limits.check_unicode("error_message", error_message)
+        )
     rest = lookup.rest
     if not _LOGIC_KEYS.isdisjoint(rest):
         said = {
@@ -172,7 +179,7 @@ def normalize_span(
         ttft_ms=_ttft(lookup),
         status=status,
         error_type=error_type,
-        error_message=limits.truncate_message(limits.check_unicode("error_message", error_message)),
+        error_message=error_message,
         billable_state=billable_state,
         attributes=_bounded_attributes(rest),
         events=_events(span.events),
@@ -437,6 +444,8 @@ def _parse_json_text(value: Any) -> Any:
 
 def _outcome(span: RawSpan) -> tuple[Status, str, str]:
     attributes = span.attributes
+    if span.status_code != 2 and _OUTCOME_KEYS.isdisjoint(attributes):
+        return "ok", "", ""  # most spans: nothing says otherwise
     exception = (
         next((e for e in span.events if e.get("name") == "exception"), None)
         if span.events
@@ -461,6 +470,9 @@ def _outcome(span: RawSpan) -> tuple[Status, str, str]:
     if status == "ok":
         return status, "", ""
     return status, error_type, message
+
+
+_OUTCOME_KEYS = frozenset({semconv.STATUS, semconv.ERROR_TYPE})
 
 
 def _text_or_empty(value: object) -> str:
