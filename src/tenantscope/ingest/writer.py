@@ -615,11 +615,10 @@ class BatchWriter:
                 if event_id in new_ids and trace_id:
                     by_trace.setdefault(trace_id, set()).add(j if job.resolved else -1)
                     count[trace_id] = count.get(trace_id, 0) + 1
-        stored_by_trace = stored
         redo = {
             t
             for t, js in by_trace.items()
-            if t in stored_by_trace or (count[t] > 1 and (len(js) > 1 or -1 in js))
+            if t in stored or (count[t] > 1 and (len(js) > 1 or -1 in js))
         }
         inserts: list[UsageRecord] = []
         tables: list[pa.Table] = []
@@ -664,12 +663,12 @@ class BatchWriter:
         for r in new:
             new_by_trace.setdefault(r.trace_id, []).append(r)
         replaced: list[UsageRecord] = []
-        for trace_id, new in new_by_trace.items():
+        for trace_id, trace_new in new_by_trace.items():
             old = stored_by_trace.get(trace_id, [])
             # the stored versions, as they are until this batch commits: the store takes
             # their rollup figures back out without looking them up again
             before = {s.event_id: (attribution_key(s), s.replace()) for s in old}
-            for r in resolve_trace([*old, *new]):  # resolves in place
+            for r in resolve_trace([*old, *trace_new]):  # resolves in place
                 if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id][0]:
                     updates.append(r)
                     replaced.append(before[r.event_id][1])

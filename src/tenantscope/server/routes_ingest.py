@@ -54,7 +54,8 @@ async def post_traces(request: Request) -> Response:
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
     encoding = request.headers.get("content-encoding")
-    if _bound_tenant(request) is None:
+    bound = _bound_tenant(request)
+    if bound is None:
         # the common case: decoded, priced and logged by a worker process
         await svc.writer.room()
         result, rejected, errors = await svc.decoder.decode_logged(
@@ -66,7 +67,7 @@ async def post_traces(request: Request) -> Response:
             await svc.writer.write_table(result)
     else:
         records, rejected, errors = await svc.decoder.decode(body, ctype, encoding, limit)
-        records, refused = await _bound_to_key_tenant(request, records)
+        records, refused = await _bound_to_key_tenant(request, records, bound)
         if refused:
             rejected += len(refused)
             errors = [*errors, *refused[: max(0, 10 - len(errors))]]
@@ -93,13 +94,13 @@ def _bound_tenant(request: Request) -> str | None:
 
 
 async def _bound_to_key_tenant(
-    request: Request, records: list[UsageRecord]
+    request: Request, records: list[UsageRecord], bound: str | None
 ) -> tuple[list[UsageRecord], list[str]]:
     """An ingest key bound to a tenant writes only that tenant's records: records without
     a tenant are given it, records of another tenant are refused (with a message), and so
     are records joining a trace that holds another tenant's records: attribution is
-    resolved per trace, so such a span could otherwise re-attribute or shadow them."""
-    bound = _bound_tenant(request)
+    resolved per trace, so such a span could otherwise re-attribute or shadow them.
+    ``bound``: the key's tenant (``_bound_tenant``), None for any other key."""
     if not bound:
         return records, []
     kept: list[UsageRecord] = []
@@ -194,7 +195,7 @@ async def post_events(request: Request) -> EventsResult:
             trace_id, span_id = synthetic_ids(r.event_id)
             r = r.replace(trace_id=trace_id, span_id=r.span_id or span_id)
         records.append(r)
-    records, refused = await _bound_to_key_tenant(request, records)
+    records, refused = await _bound_to_key_tenant(request, records, _bound_tenant(request))
     errors = [ItemErrorOut(index=e.index, field=e.field, message=e.message) for e in parsed.errors]
     errors += [ItemErrorOut(index=-1, field="tenant_id", message=m) for m in refused]
     if errors and not records:

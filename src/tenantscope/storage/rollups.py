@@ -85,29 +85,10 @@ CREATE = (
 TABLES = ("rollup_hourly", "rollup_latency", "rollup_sessions")
 
 
-def delta_inserts(source: str, where: str = "", sign: int = 1) -> list[str]:
+def delta_inserts(source: str, sign: int = 1) -> list[str]:
     """Statements adding the delta rows of the records in ``source`` (a table or a
     parenthesised query with the record columns), multiplied by ``sign``."""
-    s = "" if sign == 1 else "-"
-    cond = f"WHERE {where}" if where else ""
-    return [
-        f"""INSERT INTO rollup_hourly
-            SELECT tenant_id, hour, {s}sum(spans), {s}sum(roots), {s}sum(requests),
-                {s}sum(input_tokens), {s}sum(output_tokens), {s}sum(cost_usd),
-                {s}sum(unpriced), {s}sum(errors), min(first_seen), max(last_seen)
-            FROM (SELECT {HOURLY_ROW} FROM {source} {cond}) d
-            GROUP BY tenant_id, hour ORDER BY hour, tenant_id""",
-        f"""INSERT INTO rollup_latency
-            SELECT tenant_id, hour, bucket, {s}sum(n)
-            FROM (SELECT {LATENCY_ROW} FROM {source} {cond}{" AND " if cond else "WHERE "}
-                  {COUNTED}) d
-            GROUP BY tenant_id, hour, bucket ORDER BY hour, tenant_id""",
-        f"""INSERT INTO rollup_sessions
-            SELECT tenant_id, hour, session_id, {s}sum(n)
-            FROM (SELECT {SESSION_ROW} FROM {source} {cond}{" AND " if cond else "WHERE "}
-                  session_id <> '') d
-            GROUP BY tenant_id, hour, session_id ORDER BY hour, tenant_id""",
-    ]
+    return _signed_deltas(f"(SELECT *, {int(sign)} AS _sign FROM {source} x)")
 
 
 def delta_inserts_replacing(new: str, old: str) -> list[str]:
@@ -115,7 +96,13 @@ def delta_inserts_replacing(new: str, old: str) -> list[str]:
     (+1) and of the stored versions they replace in ``old`` (-1): both tables have the
     record columns. Half the statements of ``delta_inserts`` twice, which matters per
     batch on the writer's path."""
-    src = f"(SELECT *, 1 AS _sign FROM {new} UNION ALL SELECT *, -1 AS _sign FROM {old})"
+    return _signed_deltas(
+        f"(SELECT *, 1 AS _sign FROM {new} UNION ALL SELECT *, -1 AS _sign FROM {old})"
+    )
+
+
+def _signed_deltas(src: str) -> list[str]:
+    """The delta statements over ``src``: record columns plus ``_sign`` (+1 or -1)."""
     return [
         f"""INSERT INTO rollup_hourly
             SELECT tenant_id, hour, sum(spans * _sign), sum(roots * _sign),
