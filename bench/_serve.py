@@ -8,11 +8,15 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tenantscope.testing.server import admin_key, start_serve, stop_serve
 
@@ -51,6 +55,17 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
         yield BenchServer(proc, url, datetime.fromisoformat(meta["end"]), key)
     finally:
         stop_serve(proc)
+
+
+def time_gets(client: httpx.Client, path: str, params: dict[str, Any], runs: int) -> list[float]:
+    """Milliseconds to the last byte of ``runs`` GETs of one URL (each must succeed)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        resp = client.get(path, params=params)
+        times.append((time.perf_counter() - t0) * 1000)
+        resp.raise_for_status()
+    return times
 
 
 def bench_main(doc: str, measure: Callable[[BenchServer, int], int]) -> int:

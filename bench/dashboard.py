@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 import statistics
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
-from _serve import BenchServer, bench_main
+from _serve import BenchServer, bench_main, time_gets
 
 GOAL_MS = 250.0
 
@@ -55,13 +54,7 @@ def _measure(srv: BenchServer, runs: int) -> int:
         missed = 0
         for name, (path, params) in pages.items():
             client.get(path, params=params).raise_for_status()  # warm-up
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                resp = client.get(path, params=params)
-                times.append((time.perf_counter() - t0) * 1000)
-                resp.raise_for_status()
-            times.sort()
+            times = sorted(time_gets(client, path, params, runs))
             p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
             ok = p95 <= GOAL_MS
             missed += not ok

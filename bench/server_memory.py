@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from _serve import BenchServer, bench_main
+from _serve import BenchServer, bench_main, time_gets
 
 
 def _status_mb(pid: int, key: str) -> float:
@@ -49,12 +48,7 @@ def _measure(srv: BenchServer, runs: int) -> int:
             queries["trace lookup"] = (f"/api/traces/{last[0]['trace_id']}", {})
         print(f"{'HTTP query':40s} {'median ms':>10s}")
         for name, (path, params) in queries.items():
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                resp = client.get(path, params=params)
-                times.append((time.perf_counter() - t0) * 1000)
-                resp.raise_for_status()
+            times = time_gets(client, path, params, runs)
             print(f"{name:40s} {statistics.median(times):10.1f}")
     rss, hwm = _status_mb(proc.pid, "VmRSS"), _status_mb(proc.pid, "VmHWM")
     verdict = "ok" if hwm <= 500 else "MISSED"

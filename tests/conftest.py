@@ -44,11 +44,9 @@ class RunningServer:
 
     def key(self, role: str, tenant_id: str | None = None, name: str = "test") -> str:
         """A new key of this role (the token)."""
-        from tenantscope.server.keys import new_key
+        from tenantscope.server.keys import issue_key
 
-        key, token = new_key(role, name, tenant_id)
-        self.services.config.add_api_key(key)
-        return token
+        return issue_key(self.services.config, role, name, tenant_id)[1]
 
 
 @contextmanager
@@ -74,10 +72,9 @@ def serve_app(services: Services) -> Iterator[RunningServer]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     url = f"http://127.0.0.1:{services.settings.port}"
-    from tenantscope.server.keys import new_key
+    from tenantscope.server.keys import issue_key
 
-    key, admin = new_key("admin", "test admin")
-    services.config.add_api_key(key)
+    admin = issue_key(services.config, "admin", "test admin")[1]
     try:
         with httpx.Client(
             base_url=url, timeout=30, headers={"authorization": f"Bearer {admin}"}

@@ -179,13 +179,11 @@ InsecureOpt = Annotated[
 
 def _first_admin_key(settings: Settings, services: Services) -> str | None:
     """Secure by default: a server with no key yet makes an admin key, shown this once."""
-    from tenantscope.server.keys import new_key
+    from tenantscope.server.keys import issue_key
 
     if settings.insecure_no_auth or any(k.active for k in services.config.list_api_keys()):
         return None
-    key, token = new_key("admin", "first admin key (made by serve)")
-    services.config.add_api_key(key)
-    return token
+    return issue_key(services.config, "admin", "first admin key (made by serve)")[1]
 
 
 def _print_key(token: str, url: str, what: str) -> None:
@@ -260,11 +258,10 @@ def demo(
     headers: dict[str, str] = {}
     token = None
     if not settings.insecure_no_auth:
-        from tenantscope.server.keys import new_key
+        from tenantscope.server.keys import issue_key
 
         # the demo signs in with a key of its own, shown at the end for the dashboard
-        key, token = new_key("admin", "demo (made by tenantscope demo)")
-        services.config.add_api_key(key)
+        token = issue_key(services.config, "admin", "demo (made by tenantscope demo)")[1]
         headers["authorization"] = f"Bearer {token}"
     server = _make_server(settings, services)
     thread = threading.Thread(target=server.run, name="tenantscope-server", daemon=True)
@@ -334,13 +331,12 @@ def keys_create(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Create a key. Its token is printed this once; only a hash is stored."""
-    from tenantscope.server.keys import new_key
+    from tenantscope.server.keys import issue_key
 
     settings = _settings(data_dir=data_dir)
     cfg = _config(settings)
     try:
-        key, token = new_key(role, name, tenant)
-        cfg.add_api_key(key)
+        key, token = issue_key(cfg, role, name, tenant)
     except TenantscopeError as exc:
         _fail(exc.message)
     finally:

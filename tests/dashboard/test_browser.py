@@ -26,8 +26,7 @@ from playwright.sync_api import (
 )
 
 from tenantscope.demo import configure_tenants, demo_batches, demo_tenants
-from tenantscope.server.services import Services
-from tests.conftest import RunningServer, free_port, make_settings, serve_app
+from tests.conftest import RunningServer, seeded_server
 from tests.dashboard.browser import TIMEOUT_MS, sign_in, skip_without_chromium
 
 TRACES = 800
@@ -78,28 +77,17 @@ def integer(text: str) -> int:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A real server with ~800 demo traces of 23 configured tenants over the last 7 days,
     sent as OTLP protobuf to ``/v1/traces`` like ``tenantscope demo`` does."""
-    settings = make_settings(
-        tmp_path_factory.mktemp("browser") / "data",
-        port=free_port(),
-        duckdb_threads=2,
-        ingest_workers=0,  # same decode code, in-process: no worker start-up in a short test
-        log_level="warning",
-    )
-    services = Services.open(settings)
-    try:
-        tenants = demo_tenants(n_extra=20, seed=7)
-        configure_tenants(services.config, tenants)
-        with serve_app(services) as running:
-            for body in demo_batches(tenants, days=7, traces=TRACES, seed=7, batch_spans=500):
-                resp = running.client.post(
-                    "/v1/traces",
-                    content=body,
-                    headers={"content-type": "application/x-protobuf"},
-                )
-                assert resp.status_code == 200, resp.text
-            yield running
-    finally:
-        services.close()
+    tenants = demo_tenants(n_extra=20, seed=7)
+    data = tmp_path_factory.mktemp("browser") / "data"
+    with seeded_server(data, lambda svc: configure_tenants(svc.config, tenants)) as running:
+        for body in demo_batches(tenants, days=7, traces=TRACES, seed=7, batch_spans=500):
+            resp = running.client.post(
+                "/v1/traces",
+                content=body,
+                headers={"content-type": "application/x-protobuf"},
+            )
+            assert resp.status_code == 200, resp.text
+        yield running
 
 
 @dataclass

@@ -30,9 +30,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from tenantscope.records import UsageRecord
 from tenantscope.server import access
 from tenantscope.server.app import create_app
-from tenantscope.server.keys import new_key
+from tenantscope.server.keys import issue_key, new_key
 from tenantscope.server.services import Services
-from tests.conftest import RunningServer, free_port, make_settings, seeded_server, serve_app
+from tests.conftest import RunningServer, make_settings, seeded_server
 
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 FROM = str(int((NOW - timedelta(days=3)).timestamp()))
@@ -320,8 +320,7 @@ def test_a_route_added_without_a_rule_is_reported_and_refused(tmp_path: Path) ->
 
         assert routes_without_rule(app) == ["/api/extra/leak/{tenant_id}", "/direct-new"]
         # and the app fails closed on them, whoever asks
-        key, token = new_key("admin", "t")
-        svc.config.add_api_key(key)
+        token = issue_key(svc.config, "admin", "t")[1]
         client = TestClient(app)
         for path in ("/api/extra/leak/acme", "/direct-new"):
             resp = client.get(path, headers={"authorization": f"Bearer {token}"})
@@ -374,8 +373,7 @@ class Matrix:
 def _make_caller(srv: RunningServer, name: str, role: str | None, tenant: Tenant | None) -> Caller:
     if role is None:
         return Caller(name, None)
-    key, token = new_key(role, name, tenant.tenant_id if tenant else None)
-    srv.services.config.add_api_key(key)
+    key, token = issue_key(srv.services.config, role, name, tenant.tenant_id if tenant else None)
     return Caller(name, role, tenant, token, key.key_id)
 
 
@@ -769,18 +767,12 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Matrix, Ma
     out: list[Matrix] = []
     with contextlib.ExitStack() as stack:
         for name, tenants in (("full", TENANTS), ("solo", (ACME,))):
-            settings = make_settings(
-                tmp_path_factory.mktemp(name) / "data",
-                port=free_port(),
-                duckdb_threads=2,
-                ingest_workers=0,
-                log_level="warning",
-            )
-            services = Services.open(settings)
-            stack.callback(services.close)
-            seed_tenants(services, tenants)
-            services.config.add_api_key(key)
-            srv = stack.enter_context(serve_app(services))
+
+            def seed(svc: Services, tenants: tuple[Tenant, ...] = tenants) -> None:
+                seed_tenants(svc, tenants)
+                svc.config.add_api_key(key)
+
+            srv = stack.enter_context(seeded_server(tmp_path_factory.mktemp(name) / "data", seed))
             client = stack.enter_context(httpx.Client(base_url=srv.url, timeout=30))
             caller = Caller("tenant-acme", "tenant", ACME, token, key.key_id)
             out.append(Matrix(srv, [caller], client))

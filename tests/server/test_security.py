@@ -26,9 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tenantscope.errors import ConfigError
 from tenantscope.server.keys import hash_secret, split_token
-from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
-from tests.conftest import RunningServer, free_port, make_settings, seeded_server, serve_app
+from tests.conftest import RunningServer, seeded_server
 from tests.server.test_access_matrix import ACME, FROM, GLOBEX, NOW, TO, seed_tenants
 
 CSRF = "security-csrf-0123456789abcdef"
@@ -770,21 +769,16 @@ def test_insecure_mode_refuses_other_hosts(tmp_path: Path, host: str) -> None:
 
 
 def test_insecure_mode_serves_without_keys(tmp_path: Path) -> None:
-    settings = make_settings(
-        tmp_path / "data", port=free_port(), insecure_no_auth=True, ingest_workers=0
-    )
-    assert settings.host in ("127.0.0.1", "localhost", "::1")
-    services = Services.open(settings)
-    try:
-        seed_tenants(services)
-        with serve_app(services) as running, httpx.Client(base_url=running.url) as c:
-            assert c.get("/api/tenants", params=RANGE).status_code == 200
-            assert len(c.get("/api/tenants", params=RANGE).json()["items"]) == 3
-            assert c.get("/tenants").status_code == 200
-            ok = c.post("/v1/events", json=[_event("insecure-1", "insecure-tenant")])
-            assert ok.status_code == 200 and ok.json()["accepted"] == 1
-    finally:
-        services.close()
+    with (
+        seeded_server(tmp_path / "data", seed_tenants, insecure_no_auth=True) as running,
+        httpx.Client(base_url=running.url) as c,
+    ):
+        assert running.services.settings.host in ("127.0.0.1", "localhost", "::1")
+        assert c.get("/api/tenants", params=RANGE).status_code == 200
+        assert len(c.get("/api/tenants", params=RANGE).json()["items"]) == 3
+        assert c.get("/tenants").status_code == 200
+        ok = c.post("/v1/events", json=[_event("insecure-1", "insecure-tenant")])
+        assert ok.status_code == 200 and ok.json()["accepted"] == 1
 
 
 def test_public_routes_ignore_a_stale_key(srv: RunningServer) -> None:

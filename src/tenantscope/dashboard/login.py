@@ -19,16 +19,11 @@ from tenantscope.errors import BadRequest, Forbidden, TooManyRequests
 from tenantscope.server.access import client_of
 from tenantscope.server.body import read_body
 from tenantscope.server.keys import Principal
-from tenantscope.server.services import Services
+from tenantscope.server.services import services_of
 from tenantscope.server.sessions import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 8192
-
-
-def _services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
 
 
 def _safe_next(value: str | None) -> str:
@@ -64,7 +59,7 @@ def login_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    svc = _services(request)
+    svc = services_of(request)
     form = await _form(request)
     check_csrf(request, form)
     nxt = _safe_next(form.get("next"))
@@ -102,7 +97,7 @@ async def logout(request: Request) -> Response:
     check_csrf(request, form)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        await run_in_threadpool(_services(request).sessions.revoke, cookie)
+        await run_in_threadpool(services_of(request).sessions.revoke, cookie)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

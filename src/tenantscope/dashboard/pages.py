@@ -21,8 +21,6 @@ from tenantscope.query.queries import TRACE_STATUSES, Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.routes_api import get_queries, get_scope
 
-router = APIRouter(include_in_schema=False)
-
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
 RangeQ = Annotated[str | None, Query(alias="range")]
@@ -58,7 +56,7 @@ def _html(request: Request) -> None:
     request.state.html = True
 
 
-HtmlDep = Depends(_html)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_html)])
 
 
 def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> PickedRange:
@@ -69,11 +67,14 @@ def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> Pick
 PickedDep = Annotated[PickedRange, Depends(_picked)]
 
 
-def _common(picked: PickedRange, **values: Any) -> dict[str, Any]:
-    return {"picked": picked, "presets": list(PRESETS), **values}
+def _page(
+    request: Request, template: str, picked: PickedRange, nav: str, **values: Any
+) -> HTMLResponse:
+    """A page with the range picker and the navigation marked at ``nav``."""
+    return pages.render(request, template, picked=picked, presets=list(PRESETS), nav=nav, **values)
 
 
-@router.get("/", response_class=HTMLResponse, dependencies=[HtmlDep], response_model=None)
+@router.get("/")
 def overview(
     request: Request,
     scope: ScopeDep,
@@ -88,7 +89,7 @@ def overview(
             status_code=303,
         )
     if not queries.has_data(scope):
-        return pages.render(request, "empty.html", **_common(picked, nav="overview"))
+        return _page(request, "empty.html", picked, "overview")
     rng = picked.rng
     got = _gather(
         totals=lambda: queries.totals(scope, rng, sessions=False),
@@ -101,24 +102,22 @@ def overview(
         active=lambda: queries.active_tenants(scope, rng),
         active_before=lambda: queries.active_tenants(scope, rng.previous()),
     )
-    return pages.render(
+    return _page(
         request,
         "overview.html",
-        **_common(
-            picked,
-            nav="overview",
-            totals=got["totals"],
-            previous=got["previous"],
-            active=got["active"],
-            active_before=got["active_before"],
-            cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
-            top=got["top"].items,
-            models=got["models"],
-        ),
+        picked,
+        "overview",
+        totals=got["totals"],
+        previous=got["previous"],
+        active=got["active"],
+        active_before=got["active_before"],
+        cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
+        top=got["top"].items,
+        models=got["models"],
     )
 
 
-@router.get("/tenants", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/tenants")
 def tenants(
     request: Request,
     scope: ScopeDep,
@@ -134,23 +133,21 @@ def tenants(
     page = queries.tenants(
         scope, picked.rng, q=q, sort=sort, order=order, limit=PAGE_SIZE, cursor=cursor
     )
-    return pages.render(
+    return _page(
         request,
         "tenants.html",
-        **_common(
-            picked,
-            nav="tenants",
-            page=page,
-            q=q or "",
-            sort=sort,
-            order=order,
-            cursor=cursor,
-            columns=TENANT_COLUMNS,
-        ),
+        picked,
+        "tenants",
+        page=page,
+        q=q or "",
+        sort=sort,
+        order=order,
+        cursor=cursor,
+        columns=TENANT_COLUMNS,
     )
 
 
-@router.get("/tenant", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/tenant")
 def tenant(
     request: Request,
     scope: ScopeDep,
@@ -172,25 +169,23 @@ def tenant(
         users=lambda: queries.users(scope, rng, tenant_id=tenant_id, sort="cost", limit=10),
         sessions=lambda: queries.sessions(scope, rng, tenant_id=tenant_id, limit=10),
     )
-    return pages.render(
+    return _page(
         request,
         "tenant.html",
-        **_common(
-            picked,
-            nav="tenants",
-            d=detail,
-            tenant_id=tenant_id,
-            cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
-            requests_chart=charts.series_chart(got["requests"], "requests"),
-            breakdowns=got["breakdowns"],
-            sla=got["sla"][0] if got["sla"] else None,
-            users=got["users"],
-            sessions=got["sessions"],
-        ),
+        picked,
+        "tenants",
+        d=detail,
+        tenant_id=tenant_id,
+        cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
+        requests_chart=charts.series_chart(got["requests"], "requests"),
+        breakdowns=got["breakdowns"],
+        sla=got["sla"][0] if got["sla"] else None,
+        users=got["users"],
+        sessions=got["sessions"],
     )
 
 
-@router.get("/traces", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/traces")
 def traces(
     request: Request,
     scope: ScopeDep,
@@ -224,21 +219,19 @@ def traces(
         limit=PAGE_SIZE,
         cursor=cursor,
     )
-    return pages.render(
+    return _page(
         request,
         "traces.html",
-        **_common(
-            picked,
-            nav="traces",
-            page=page,
-            filters=filters,
-            statuses=TRACE_STATUSES,
-            cursor=cursor,
-        ),
+        picked,
+        "traces",
+        page=page,
+        filters=filters,
+        statuses=TRACE_STATUSES,
+        cursor=cursor,
     )
 
 
-@router.get("/traces/{trace_id}", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/traces/{trace_id}")
 def trace(
     request: Request,
     scope: ScopeDep,
@@ -247,11 +240,7 @@ def trace(
     picked: PickedDep,
 ) -> HTMLResponse:
     detail = queries.trace(scope, trace_id)
-    return pages.render(
-        request,
-        "trace.html",
-        **_common(picked, nav="traces", t=detail, rows=_waterfall(detail)),
-    )
+    return _page(request, "trace.html", picked, "traces", t=detail, rows=_waterfall(detail))
 
 
 def _waterfall(t: TraceDetail) -> list[dict[str, Any]]:
@@ -279,7 +268,7 @@ def _waterfall(t: TraceDetail) -> list[dict[str, Any]]:
     return out
 
 
-@router.get("/users", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/users")
 def users(
     request: Request,
     scope: ScopeDep,
@@ -289,25 +278,24 @@ def users(
     sort: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
+    sort = sort or "cost"
     page = queries.users(
-        scope, picked.rng, tenant_id=tenant, sort=sort or "cost", limit=PAGE_SIZE, cursor=cursor
+        scope, picked.rng, tenant_id=tenant, sort=sort, limit=PAGE_SIZE, cursor=cursor
     )
-    return pages.render(
+    return _page(
         request,
         "actors.html",
-        **_common(
-            picked,
-            nav="users",
-            kind="users",
-            page=page,
-            tenant=tenant,
-            sort=sort or "cost",
-            cursor=cursor,
-        ),
+        picked,
+        "users",
+        kind="users",
+        page=page,
+        tenant=tenant,
+        sort=sort,
+        cursor=cursor,
     )
 
 
-@router.get("/sessions", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/sessions")
 def sessions(
     request: Request,
     scope: ScopeDep,
@@ -318,32 +306,31 @@ def sessions(
     sort: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
+    sort = sort or "last_seen"
     page = queries.sessions(
         scope,
         picked.rng,
         tenant_id=tenant,
         user_id=user or None,
-        sort=sort or "last_seen",
+        sort=sort,
         limit=PAGE_SIZE,
         cursor=cursor,
     )
-    return pages.render(
+    return _page(
         request,
         "actors.html",
-        **_common(
-            picked,
-            nav="sessions",
-            kind="sessions",
-            page=page,
-            tenant=tenant,
-            user=user,
-            sort=sort or "last_seen",
-            cursor=cursor,
-        ),
+        picked,
+        "sessions",
+        kind="sessions",
+        page=page,
+        tenant=tenant,
+        user=user,
+        sort=sort,
+        cursor=cursor,
     )
 
 
-@router.get("/sla", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/sla")
 def sla(
     request: Request,
     scope: ScopeDep,
@@ -370,14 +357,10 @@ def sla(
             }
         )
     untargeted = sum(1 for r in rows if r.target_p95_ms is None)
-    return pages.render(
-        request,
-        "sla.html",
-        **_common(picked, nav="sla", groups=groups, untargeted=untargeted),
-    )
+    return _page(request, "sla.html", picked, "sla", groups=groups, untargeted=untargeted)
 
 
-@router.get("/prices", response_class=HTMLResponse, dependencies=[HtmlDep])
+@router.get("/prices")
 def prices(
     request: Request,
     scope: ScopeDep,
@@ -389,15 +372,13 @@ def prices(
     for m in queries.models(scope, picked.rng):
         seen.append({"m": m, "catalog": catalog_price(m.provider, m.model, now)})
     overrides = queries.config.list_price_overrides()
-    return pages.render(
+    return _page(
         request,
         "prices.html",
-        **_common(
-            picked,
-            nav="prices",
-            seen=seen,
-            overrides=overrides,
-            catalog_version=catalog_version(),
-            now=now,
-        ),
+        picked,
+        "prices",
+        seen=seen,
+        overrides=overrides,
+        catalog_version=catalog_version(),
+        now=now,
     )

@@ -15,7 +15,9 @@ from starlette.responses import HTMLResponse
 
 from tenantscope import __version__
 from tenantscope.dashboard.assets import asset_version
+from tenantscope.query.models import rfc3339
 from tenantscope.server.sessions import CSRF_COOKIE, SESSION_COOKIE, new_csrf_token
+from tenantscope.storage.serialize import to_utc_aware
 
 TEMPLATES = Path(__file__).parent / "templates"
 NO_TENANT = "(no tenant)"
@@ -81,25 +83,17 @@ def pct(value: float | None, places: int = 1) -> str:
 def ts(value: datetime | None) -> str:
     if value is None:
         return "—"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return to_utc_aware(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def iso(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return rfc3339(value) or ""
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
     if value is None:
         return "—"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    seconds = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    seconds = ((now or datetime.now(timezone.utc)) - to_utc_aware(value)).total_seconds()
     if seconds < 0:
         return "just now"
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):

@@ -196,13 +196,12 @@ def load_config(given: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     if values["compression"] not in ("gzip", "none"):
         raise ConfigError(f"compression must be 'gzip' or 'none', got {values['compression']!r}")
     if values["max_export_batch_size"] > values["max_queue_size"]:
-        if not _explicit(_BY_NAME["max_export_batch_size"], given, env):
-            values["max_export_batch_size"] = values["max_queue_size"]
-    if values["max_export_batch_size"] > values["max_queue_size"]:
-        raise ConfigError(
-            f"max_export_batch_size ({values['max_export_batch_size']}) must not exceed "
-            f"max_queue_size ({values['max_queue_size']})"
-        )
+        if _explicit(_BY_NAME["max_export_batch_size"], given, env):
+            raise ConfigError(
+                f"max_export_batch_size ({values['max_export_batch_size']}) must not exceed "
+                f"max_queue_size ({values['max_queue_size']})"
+            )
+        values["max_export_batch_size"] = values["max_queue_size"]  # the default shrinks
     values["headers"] = dict(values["headers"] or {})
     return Config(**values)
 

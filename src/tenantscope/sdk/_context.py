@@ -55,11 +55,11 @@ def _merged(base: Mapping[str, str], changes: Mapping[str, str | None]) -> Mappi
         if value == "":
             out.pop(attr, None)
         else:
-            out[attr] = _text(name, value)
+            out[attr] = _text(value)
     return MappingProxyType(out)
 
 
-def _text(name: str, value: object) -> str:
+def _text(value: object) -> str:
     # ids are often ints or UUIDs; a wrong type must not fail the app's request
     return value if isinstance(value, str) else str(value)
 

@@ -295,12 +295,11 @@ class BatchExporter(SpanProcessor):
             if stopping:
                 return
 
-    def _drain(self, *, everything: bool) -> bool:
+    def _drain(self, *, everything: bool) -> None:
         """Send what was queued when the round began, in batches (spans that keep arriving
-        wait for the next round, so a flush always ends). True if every batch went out. On
-        a periodic wake a failed batch ends the round (the collector is down: wait for the
-        next one); a flush or the shutdown goes on to the end."""
-        ok = True
+        wait for the next round, so a flush always ends). On a periodic wake a failed batch
+        ends the round (the collector is down: wait for the next one); a flush or the
+        shutdown goes on to the end."""
         queue = self._queue
         left = len(queue)
         while left > 0 and queue:
@@ -308,11 +307,8 @@ class BatchExporter(SpanProcessor):
             while queue and left > 0 and len(batch) < self._max_batch:
                 batch.append(queue.popleft())
                 left -= 1
-            if not self._send(batch):
-                ok = False
-                if not everything:
-                    break
-        return ok
+            if not self._send(batch) and not everything:
+                break
 
     def _send(self, batch: list[ReadableSpan]) -> bool:
         try:

@@ -32,13 +32,16 @@ class Pipeline(SpanProcessor):
             if not values and not self._extra:
                 return
             existing = span.attributes or {}
-            for key, value in self._extra.items():
-                if key not in existing:
-                    span.set_attribute(key, value)
-            # an attribute the span was started with (an explicit tenant) wins
-            for key, value in values.items():
-                if key not in existing:
-                    span.set_attribute(key, value)
+            # an attribute the span was started with (an explicit tenant) wins; one
+            # set_attributes call takes the span's lock once, not once per attribute
+            missing = {
+                key: value
+                for attrs in (self._extra, values)
+                for key, value in attrs.items()
+                if key not in existing
+            }
+            if missing:
+                span.set_attributes(missing)
         except Exception as exc:
             internal_error("span processor", exc)
 

@@ -9,10 +9,12 @@ the app configured itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer, TracerProvider
+
+_NO_OP = trace.NoOpTracer()
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,21 @@ class Runtime:
     enabled: bool = True
     capture_content: bool = False
     inject_stream_usage: bool = False
+    # one tracer per (name, version, provider) for the life of this runtime: init and
+    # shutdown replace the runtime, and the provider is part of the key for the global one
+    _tracers: dict[tuple[str, str | None, TracerProvider], Tracer] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def tracer(self, name: str, version: str | None = None) -> Tracer:
         if not self.enabled:
-            return trace.NoOpTracer()
-        return trace.get_tracer(name, version, tracer_provider=self.tracer_provider)
+            return _NO_OP
+        provider = self.tracer_provider or trace.get_tracer_provider()
+        key = (name, version, provider)
+        tracer = self._tracers.get(key)
+        if tracer is None:
+            tracer = self._tracers[key] = trace.get_tracer(name, version, tracer_provider=provider)
+        return tracer
 
 
 _current = Runtime()

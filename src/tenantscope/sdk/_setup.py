@@ -8,6 +8,7 @@ Each provider gets one ``Dispatch`` processor, ever; ``init`` swaps the pipeline
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import weakref
@@ -37,7 +38,6 @@ class _State:
         self.switches: weakref.WeakKeyDictionary[TracerProvider, Dispatch] = (
             weakref.WeakKeyDictionary()
         )
-        self.owned: TracerProvider | None = None  # the provider we created, if any
 
 
 _state = _State()
@@ -154,17 +154,9 @@ def flush(timeout: float = 5.0) -> bool:
 
 def stats() -> ExportStats:
     """Counters of the export since ``init``: queued, exported and dropped spans."""
-    snapshot = _state.counters.snapshot()
     with _stats.internal.lock:
         internal_errors = _stats.internal.internal_errors
-    return ExportStats(
-        queued=snapshot.queued,
-        exported=snapshot.exported,
-        dropped_queue_full=snapshot.dropped_queue_full,
-        dropped_export_failed=snapshot.dropped_export_failed,
-        failed_exports=snapshot.failed_exports,
-        internal_errors=internal_errors,
-    )
+    return dataclasses.replace(_state.counters.snapshot(), internal_errors=internal_errors)
 
 
 def current_config() -> Config | None:
@@ -220,7 +212,6 @@ def _choose_provider(config: Config, given: ApiTracerProvider | None) -> TracerP
     if isinstance(current, TracerProvider):
         return current
     provider = TracerProvider(resource=Resource.create(_resource_attributes(config)))
-    _state.owned = provider
     # set_tracer_provider only takes effect once per process; if the app set a non-SDK
     # provider (e.g. a no-op) ours still serves the SDK's own spans and instrumentations
     trace.set_tracer_provider(provider)

@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from tenantscope import __version__, semconv
@@ -33,21 +33,6 @@ Cost = Decimal | str | int | float
 TRACER_NAME: Final = "tenantscope"
 UNITS: Final = "tenantscope.usage.units"
 _OPERATIONS: Final = {"agent": "invoke_agent", "tool": "execute_tool", "embedding": "embeddings"}
-
-_tracer_cache: tuple[object, object, Tracer] | None = None
-
-
-def _tracer() -> Tracer:
-    """The runtime's tracer, cached while the runtime and the global provider stay."""
-    global _tracer_cache
-    runtime = _runtime.current()
-    provider = runtime.tracer_provider or trace.get_tracer_provider()
-    cached = _tracer_cache
-    if cached is not None and cached[0] is runtime and cached[1] is provider:
-        return cached[2]
-    tracer = runtime.tracer(TRACER_NAME, __version__)
-    _tracer_cache = (runtime, provider, tracer)
-    return tracer
 
 
 class SpanHandle:
@@ -301,7 +286,8 @@ class span:
                 operation = _OPERATIONS.get(kind)
                 if operation:
                     attrs.setdefault(semconv.GEN_AI_OPERATION_NAME, operation)
-            otel_span = _tracer().start_span(self._name, attributes=attrs)
+            tracer = _runtime.current().tracer(TRACER_NAME, __version__)
+            otel_span = tracer.start_span(self._name, attributes=attrs)
             token = otel_context.attach(trace.set_span_in_context(otel_span))
         except Exception as exc:
             internal_error("span start", exc)

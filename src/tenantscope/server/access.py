@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -22,8 +21,9 @@ from starlette.types import Scope
 
 from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
-from tenantscope.server.keys import INSECURE, KeyChecker, Principal
-from tenantscope.server.sessions import SESSION_COOKIE, SessionSigner
+from tenantscope.server.keys import INSECURE, Principal
+from tenantscope.server.services import Services, services_of
+from tenantscope.server.sessions import SESSION_COOKIE
 
 PUBLIC = "public"  # no key: health, static files, the login page, the API reference
 # capability a route needs -> see keys.CAN for which roles have it
@@ -124,8 +124,8 @@ async def authorize(request: Request) -> None:
     rule = RULES.get(path)
     if rule is None:
         raise Forbidden(f"{path or request.url.path} has no access rule; refused")
-    svc = request.app.state.services
-    insecure: bool = svc.settings.insecure_no_auth
+    svc = services_of(request)
+    insecure = svc.settings.insecure_no_auth
     # public routes look only at the session (the sign-in page redirects a signed-in
     # user); a stale key sent to /healthz must not fail it or count as an attempt
     principal = INSECURE if insecure else await _principal(request, path, svc, rule != PUBLIC)
@@ -150,8 +150,7 @@ async def authorize(request: Request) -> None:
         await svc.writer.wait_applied()
 
 
-async def _principal(request: Request, path: str, svc: Any, use_key: bool) -> Principal | None:
-    checker: KeyChecker = svc.keys
+async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:
     token = bearer(request.headers) if use_key else None
     limiter: FailureLimiter = request.app.state.auth_limiter
     if token is not None:
@@ -162,7 +161,7 @@ async def _principal(request: Request, path: str, svc: Any, use_key: bool) -> Pr
                 "too many failed key attempts from this address; wait and retry",
                 headers={"Retry-After": str(int(wait) + 1)},
             )
-        found = await run_in_threadpool(checker.principal, token)
+        found = await run_in_threadpool(svc.keys.principal, token)
         if found is None:
             limiter.failed(client)
             raise Unauthorized(
@@ -172,8 +171,7 @@ async def _principal(request: Request, path: str, svc: Any, use_key: bool) -> Pr
         return found
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and (request.method in ("GET", "HEAD") or path in _COOKIE_POSTS):
-        signer: SessionSigner = svc.sessions
-        key_id = signer.read(cookie)
+        key_id = svc.sessions.read(cookie)
         if key_id is not None:
-            return await run_in_threadpool(checker.principal_of_key_id, key_id)
+            return await run_in_threadpool(svc.keys.principal_of_key_id, key_id)
     return None

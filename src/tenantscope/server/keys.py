@@ -82,6 +82,14 @@ def new_key(role: str, name: str = "", tenant_id: str | None = None) -> tuple[Ap
     return key, token
 
 
+def issue_key(
+    config: ConfigStore, role: str, name: str = "", tenant_id: str | None = None
+) -> tuple[ApiKey, str]:
+    """``new_key``, stored: (the stored key, its token to show once)."""
+    key, token = new_key(role, name, tenant_id)
+    return config.add_api_key(key), token
+
+
 def split_token(token: str) -> tuple[str, str, str] | None:
     """(role, key_id, secret) of a well-formed token, else None."""
     parts = token.strip().split("_", 2)

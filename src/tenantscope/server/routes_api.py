@@ -23,6 +23,7 @@ from tenantscope.query.models import (
 from tenantscope.query.params import TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
+from tenantscope.server.services import services_of
 
 router = APIRouter(prefix="/api", tags=["query"])
 
@@ -51,8 +52,7 @@ def get_scope(request: Request) -> Scope:
 
 
 def get_queries(request: Request) -> Queries:
-    q: Queries = request.app.state.services.queries
-    return q
+    return services_of(request).queries
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]

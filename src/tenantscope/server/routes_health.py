@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from tenantscope.server.services import Services
+from tenantscope.server.services import services_of
 
 router = APIRouter(tags=["health"])
 
@@ -35,7 +35,7 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Both stores answer and the writer runs")
 def readyz(request: Request) -> JSONResponse:
-    svc: Services = request.app.state.services
+    svc = services_of(request)
     problems = []
     try:
         svc.events.ping()
@@ -56,7 +56,7 @@ def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
 def metrics(request: Request) -> str:
-    svc: Services = request.app.state.services
+    svc = services_of(request)
     w = svc.writer
     lines = [
         "# HELP tenantscope_ingest_batches_total Write batches committed.",

@@ -21,14 +21,9 @@ from tenantscope.ingest.writer import synthetic_ids
 from tenantscope.records import UsageRecord
 from tenantscope.server.body import read_body
 from tenantscope.server.keys import Principal
-from tenantscope.server.services import Services
+from tenantscope.server.services import Services, services_of
 
 router = APIRouter(tags=["ingest"])
-
-
-def _services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
 
 
 @router.post(
@@ -49,7 +44,7 @@ def _services(request: Request) -> Services:
     },
 )
 async def post_traces(request: Request) -> Response:
-    svc = _services(request)
+    svc = services_of(request)
     limit = svc.settings.max_body_bytes
     body = await read_body(request, limit)
     ctype = request.headers.get("content-type")
@@ -116,7 +111,7 @@ async def _bound_to_key_tenant(
             continue
         kept.append(r)
     if kept:
-        svc = _services(request)
+        svc = services_of(request)
         await svc.writer.wait_applied()  # spans answered before this one count too
         foreign = await run_in_threadpool(_foreign_traces, svc, kept, bound)
         if foreign:
@@ -175,7 +170,7 @@ class EventsResult(BaseModel):
     responses={400: {"description": "not JSON, too many items, or no valid item"}},
 )
 async def post_events(request: Request) -> EventsResult:
-    svc = _services(request)
+    svc = services_of(request)
     ctype = media_type(request.headers.get("content-type"))
     if ctype not in ("", JSON):
         raise UnsupportedMediaType(f"send events as {JSON}, not {ctype}")

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query.models import Timestamp
 from tenantscope.server.body import read_body
-from tenantscope.server.keys import new_key
-from tenantscope.server.services import Services
+from tenantscope.server.keys import issue_key
+from tenantscope.server.services import services_of
 from tenantscope.storage.base import ApiKey
 
 router = APIRouter(prefix="/api/keys", tags=["keys"])
@@ -48,26 +48,14 @@ class CreatedKey(KeyOut):
 
 
 def _out(key: ApiKey) -> KeyOut:
-    return KeyOut(
-        key_id=key.key_id,
-        role=key.role,
-        name=key.name,
-        tenant_id=key.tenant_id,
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        revoked_at=key.revoked_at,
-        active=key.active,
-    )
-
-
-def _services(request: Request) -> Services:
-    svc: Services = request.app.state.services
-    return svc
+    # every field by name from the stored key (``active`` is its property): the secret's
+    # hash is not a field, so it cannot leak
+    return KeyOut.model_validate(key, from_attributes=True)
 
 
 @router.get("", summary="Every API key (never the secrets)")
 def list_keys(request: Request) -> list[KeyOut]:
-    return [_out(k) for k in _services(request).config.list_api_keys()]
+    return [_out(k) for k in services_of(request).config.list_api_keys()]
 
 
 @router.post(
@@ -92,14 +80,15 @@ async def create_key(request: Request) -> CreatedKey:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
         raise BadRequest(f"invalid key request: {problems}") from None
-    key, token = new_key(body.role, body.name, body.tenant_id or None)
-    stored = await run_in_threadpool(_services(request).config.add_api_key, key)
+    stored, token = await run_in_threadpool(
+        issue_key, services_of(request).config, body.role, body.name, body.tenant_id or None
+    )
     return CreatedKey(**_out(stored).model_dump(), token=token)
 
 
 @router.delete("/{key_id}", summary="Revoke a key (at once on this server)")
 def revoke_key(key_id: Annotated[str, Path(max_length=64)], request: Request) -> KeyOut:
-    svc = _services(request)
+    svc = services_of(request)
     if not svc.config.revoke_api_key(key_id):
         raise NotFound(f"no active key {key_id!r}")
     svc.keys.forget(key_id)

@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from tenantscope.ingest.pool import DecodePool
 from tenantscope.ingest.wal import WriteAheadLog
@@ -19,6 +20,9 @@ from tenantscope.server.settings import Settings
 from tenantscope.storage.base import ConfigStore, EventStore, PriceOverride
 from tenantscope.storage.duckdb_events import DuckDBEventStore
 from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 # Price overrides may be changed by the CLI while the server runs; re-read them this often.
 OVERRIDES_TTL_S = 5.0
@@ -121,3 +125,9 @@ class Services:
         self.writer.stop()
         self.events.close()
         self.config.close()
+
+
+def services_of(request: HTTPConnection) -> Services:
+    """The services of the app serving ``request`` (``app.state.services``)."""
+    svc: Services = request.app.state.services
+    return svc

@@ -23,17 +23,15 @@ def free_port() -> int:
 
 def admin_key(data_dir: Path, name: str = "test") -> str:
     """An admin key made in ``data_dir`` (before or while its server runs): the token."""
-    from tenantscope.server.keys import new_key
+    from tenantscope.server.keys import issue_key
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteConfigStore(data_dir / "config.db")
     try:
-        key, token = new_key("admin", name)
-        store.add_api_key(key)
+        return issue_key(store, "admin", name)[1]
     finally:
         store.close()
-    return token
 
 
 def wait_ready(

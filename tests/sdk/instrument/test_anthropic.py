@@ -24,7 +24,8 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Summarise the meeting."}]
 HEADERS = {"x-fake-usage": USAGE}
 
 
-def _client(fake: FakeProvider, provider: TracerProvider) -> anthropic.Anthropic:
+@pytest.fixture
+def client(fake: FakeProvider, provider: TracerProvider) -> anthropic.Anthropic:
     # the client's own spans go to the same provider, as they would in an app whose global
     # provider is tenantscope's
     return anthropic.Anthropic(
@@ -33,11 +34,6 @@ def _client(fake: FakeProvider, provider: TracerProvider) -> anthropic.Anthropic
         max_retries=2,
         open_telemetry={"tracer_provider": provider},
     )
-
-
-@pytest.fixture
-def client(fake: FakeProvider, provider: TracerProvider) -> anthropic.Anthropic:
-    return _client(fake, provider)
 
 
 @pytest.fixture

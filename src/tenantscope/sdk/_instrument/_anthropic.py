@@ -28,10 +28,13 @@ from tenantscope import semconv
 from tenantscope.sdk._instrument._common import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
     GEN_AI_SYSTEM_INSTRUCTIONS,
     IN_LLM_SPAN,
     Attributes,
-    CallInfo,
     LlmCall,
     Operation,
     Options,
@@ -57,10 +60,6 @@ from tenantscope.sdk._instrument._common import (
 log = logging.getLogger("tenantscope.instrumentation")
 
 SCOPE = "tenantscope.instrumentation.anthropic"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
-GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 
 _patcher = Patcher()
 
@@ -75,8 +74,8 @@ def instrument(options: Options) -> None:
         wrap = wrap_async if is_async else wrap_sync
         for name in ("create", "parse"):
             _patcher.patch(owner, name, functools.partial(wrap, op=op, options=options))
-        helper = _stream_helper_async if is_async else _stream_helper
-        _patcher.patch(owner, "stream", functools.partial(helper, op=op, options=options))
+        helper = functools.partial(_stream_helper, op=op, options=options, is_async=is_async)
+        _patcher.patch(owner, "stream", helper)
     _patcher.patch(_streaming.Stream, "close", close_wrapper)
     _patcher.patch(_streaming.AsyncStream, "close", aclose_wrapper)
     _patcher.patch(_base_client.BaseClient, "_tracer", _skip_native_span)
@@ -104,7 +103,7 @@ def _skip_native_span(original: Any) -> Any:
 
 
 def _stream_helper(
-    original: Callable[..., Any], op: _Messages, options: Options
+    original: Callable[..., Any], op: _Messages, options: Options, is_async: bool
 ) -> Callable[..., Any]:
     """``messages.stream(...)`` returns a manager that sends the request on ``__enter__``:
     wrap that deferred request, not the (request-less) call."""
@@ -114,25 +113,12 @@ def _stream_helper(
         manager = original(self, *args, **kwargs)
         try:
             key = f"_{type(manager).__name__}__api_request"
-            request = manager.__dict__[key]
-            manager.__dict__[key] = functools.partial(traced_sync, op, options, kwargs, request)
-        except Exception:
-            log.debug("could not instrument an anthropic stream helper", exc_info=True)
-        return manager
-
-    return stream
-
-
-def _stream_helper_async(
-    original: Callable[..., Any], op: _Messages, options: Options
-) -> Callable[..., Any]:
-    @functools.wraps(original)
-    def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-        manager = original(self, *args, **kwargs)
-        try:
-            key = f"_{type(manager).__name__}__api_request"
-            request = manager.__dict__[key]  # an un-awaited coroutine
-            manager.__dict__[key] = traced_async(op, options, kwargs, request)
+            request = manager.__dict__[key]  # async: an un-awaited coroutine
+            manager.__dict__[key] = (
+                traced_async(op, options, kwargs, request)
+                if is_async
+                else functools.partial(traced_sync, op, options, kwargs, request)
+            )
         except Exception:
             log.debug("could not instrument an anthropic stream helper", exc_info=True)
         return manager
@@ -160,12 +146,12 @@ class _Messages(Operation):
     provider = "anthropic"
     operation = "chat"
 
-    def request_attributes(self, kwargs: Mapping[str, Any], call: CallInfo) -> Attributes:
+    def request_attributes(self, kwargs: Mapping[str, Any], capture: bool) -> Attributes:
         attributes: Attributes = {}
         put_int(attributes, GEN_AI_REQUEST_MAX_TOKENS, kwargs.get("max_tokens"))
         put_number(attributes, GEN_AI_REQUEST_TEMPERATURE, kwargs.get("temperature"))
         put_number(attributes, GEN_AI_REQUEST_TOP_P, kwargs.get("top_p"))
-        if call.capture:
+        if capture:
             attributes[GEN_AI_INPUT_MESSAGES] = input_messages(kwargs.get("messages"))
             system = text_of(kwargs.get("system"))
             if system:

@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from tenantscope import semconv
+from tenantscope import __version__, semconv
 from tenantscope.sdk import _context, _runtime
 
 log = logging.getLogger("tenantscope.instrumentation")
@@ -44,15 +44,7 @@ class Options:
     """An instrumentation's settings: explicit values win, else the SDK runtime's (read at
     call time, so ``tenantscope.init`` may run before or after ``instrument_*``)."""
 
-    __slots__ = (
-        "_capture",
-        "_explicit",
-        "_inject",
-        "_runtime",
-        "_tracer",
-        "name",
-        "tracer_provider",
-    )
+    __slots__ = ("_capture", "_explicit", "_inject", "name", "tracer_provider")
 
     def __init__(
         self,
@@ -67,21 +59,13 @@ class Options:
         self._capture = capture_content
         self._inject = inject_stream_usage
         self._explicit: Tracer | None = None
-        self._runtime: _runtime.Runtime | None = None
-        self._tracer: Tracer | None = None
 
     def tracer(self) -> Tracer:
-        if self.tracer_provider is not None:
-            if self._explicit is None:
-                self._explicit = self.tracer_provider.get_tracer(self.name, _version())
-            return self._explicit
-        runtime = _runtime.current()
-        tracer = self._tracer
-        # One tracer per runtime object: init/shutdown replace the runtime.
-        if tracer is None or runtime is not self._runtime:
-            tracer = runtime.tracer(self.name, _version())
-            self._tracer, self._runtime = tracer, runtime
-        return tracer
+        if self.tracer_provider is None:
+            return _runtime.current().tracer(self.name, __version__)
+        if self._explicit is None:
+            self._explicit = self.tracer_provider.get_tracer(self.name, __version__)
+        return self._explicit
 
     @property
     def capture_content(self) -> bool:
@@ -92,12 +76,6 @@ class Options:
         if self._inject is not None:
             return self._inject
         return _runtime.current().inject_stream_usage
-
-
-def _version() -> str:
-    import tenantscope
-
-    return str(getattr(tenantscope, "__version__", ""))
 
 
 class LlmCall:
@@ -181,7 +159,7 @@ class Operation:
     provider: str = ""
     operation: str = "chat"
 
-    def request_attributes(self, kwargs: Mapping[str, Any], call: CallInfo) -> Attributes:
+    def request_attributes(self, kwargs: Mapping[str, Any], capture: bool) -> Attributes:
         return {}
 
     def prepare(self, kwargs: dict[str, Any], options: Options) -> dict[str, Any]:
@@ -198,15 +176,6 @@ class Operation:
         return None
 
 
-class CallInfo:
-    """What is known before the call (for attribute builders)."""
-
-    __slots__ = ("capture",)
-
-    def __init__(self, capture: bool) -> None:
-        self.capture = capture
-
-
 def _start(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall | None:
     tracer = options.tracer()
     capture = options.capture_content
@@ -219,7 +188,7 @@ def _start(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall |
     }
     if model:
         attributes[semconv.GEN_AI_REQUEST_MODEL] = model
-    attributes.update(op.request_attributes(kwargs, CallInfo(capture)))
+    attributes.update(op.request_attributes(kwargs, capture))
     stamped = _stamped_context(options)
     if stamped:
         attributes = {**stamped, **attributes}  # ours win, as with the processor
@@ -233,10 +202,10 @@ def _start(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall |
 
 def _stamped_context(options: Options) -> Mapping[str, str]:
     """The tenant context, when the span goes to the provider ``init`` attached the SDK's
-    span processor to. The processor would stamp it just after the start, one attribute
-    set (lock, state check, cleaning) each; given with the start attributes it is cleaned
-    in the same pass and the processor finds it there (~2 us less per call in a tight loop,
-    the same attributes in the end). Other providers (an explicit one, or before ``init``)
+    span processor to. The processor would stamp it just after the start, in a second pass
+    (lock, state check, cleaning); given with the start attributes it is cleaned in the
+    same pass and the processor finds it there (~2 us less per call in a tight loop, the
+    same attributes in the end). Other providers (an explicit one, or before ``init``)
     are left to their own processors, as before."""
     runtime = _runtime.current()
     provider = runtime.tracer_provider
@@ -573,7 +542,11 @@ class Patcher:
             setattr(owner, name, original)
 
 
-# --- content capture ------------------------------------------------------------------------
+# --- attributes -----------------------------------------------------------------------------
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"

@@ -19,9 +19,12 @@ from tenantscope import semconv
 from tenantscope.sdk._instrument._common import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
     GEN_AI_SYSTEM_INSTRUCTIONS,
     Attributes,
-    CallInfo,
     LlmCall,
     Operation,
     Options,
@@ -42,10 +45,6 @@ from tenantscope.sdk._instrument._common import (
 )
 
 SCOPE = "tenantscope.instrumentation.openai"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
-GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 
 _patcher = Patcher()
 
@@ -153,10 +152,10 @@ class _Chat(Operation):
             return {**kwargs, "stream_options": {**given, "include_usage": True}}
         return {**kwargs, "stream_options": {"include_usage": True}}
 
-    def request_attributes(self, kwargs: Mapping[str, Any], call: CallInfo) -> Attributes:
+    def request_attributes(self, kwargs: Mapping[str, Any], capture: bool) -> Attributes:
         attributes: Attributes = {}
         _request_common(kwargs, attributes)
-        if call.capture:
+        if capture:
             attributes[GEN_AI_INPUT_MESSAGES] = input_messages(kwargs.get("messages"))
         return attributes
 
@@ -222,10 +221,10 @@ class _Responses(Operation):
     provider = "openai"
     operation = "chat"
 
-    def request_attributes(self, kwargs: Mapping[str, Any], call: CallInfo) -> Attributes:
+    def request_attributes(self, kwargs: Mapping[str, Any], capture: bool) -> Attributes:
         attributes: Attributes = {}
         _request_common(kwargs, attributes)
-        if call.capture:
+        if capture:
             attributes[GEN_AI_INPUT_MESSAGES] = input_messages(kwargs.get("input"))
             instructions = kwargs.get("instructions")
             if isinstance(instructions, str):
