@@ -29,6 +29,7 @@ INHERITED_FIELDS: tuple[str, ...] = (
     "feature",
     "billable_action",
     "customer_visible_label",
+    "customer_id",
 )
 
 # Money is stored with 12 decimal places: a single cached token of the cheapest models
@@ -93,6 +94,14 @@ class UsageRecord:
     events: list[dict[str, Any]] = field(default_factory=list)
     source: str = "otlp"
     received_at: datetime = field(default_factory=utcnow)
+    # Fields added after the first release sit last: a store made earlier gains them as
+    # trailing columns (storage/duckdb_events.py migrates), keeping the column order.
+    # the tenant's own end customer (llmobserve's ``set_customer_id``), inherited like a user
+    customer_id: str = ""
+    # which rule read the token figures (``semconv.USAGE_CONVENTIONS``): "" for no usage
+    usage_convention: str = ""
+    # why a shadowed record does not count (``attribution``): "" when it counts
+    shadow_reason: str = ""
 
     @property
     def has_usage(self) -> bool:

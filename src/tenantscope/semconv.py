@@ -17,6 +17,7 @@ SESSION_ID: Final = "session.id"
 FEATURE: Final = "tenantscope.feature"
 BILLABLE_ACTION: Final = "tenantscope.billable_action"
 CUSTOMER_VISIBLE_LABEL: Final = "tenantscope.customer_visible_label"
+CUSTOMER_ID: Final = "tenantscope.customer_id"
 BILLABLE_STATE: Final = "tenantscope.billable_state"
 EVENT_ID: Final = "tenantscope.event_id"
 SPAN_KIND: Final = "tenantscope.span.kind"
@@ -60,6 +61,7 @@ ACCEPT: Final[dict[str, tuple[str, ...]]] = {
         "netra.session_id",
     ),
     "feature": ("tenantscope.feature", "feature", "feature_key"),
+    "customer_id": ("tenantscope.customer_id", "customer.id", "customer_id"),
     "billable_action": ("tenantscope.billable_action", "billable_action"),
     "customer_visible_label": (
         "tenantscope.customer_visible_label",
@@ -97,7 +99,14 @@ ACCEPT: Final[dict[str, tuple[str, ...]]] = {
 }
 
 # Fields that may come from OTel baggage copied onto spans as ``baggage.<key>`` or as-is.
-BAGGAGE_FIELDS: Final = ("tenant_id", "user_id", "session_id", "workspace_id", "feature")
+BAGGAGE_FIELDS: Final = (
+    "tenant_id",
+    "user_id",
+    "session_id",
+    "workspace_id",
+    "feature",
+    "customer_id",
+)
 BAGGAGE_PREFIX: Final = "baggage."
 
 # Resource attributes are consulted for these fields (after span attributes).

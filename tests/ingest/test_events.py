@@ -45,6 +45,7 @@ FULL_EVENT: dict[str, Any] = {
     "feature": "meeting-summary",
     "billable_action": "summarize",
     "customer_visible_label": "Meeting summary",
+    "customer_id": "end-customer-42",
     "environment": "prod",
     "service": "api",
     "provider": "aws.bedrock",
@@ -87,6 +88,7 @@ def test_every_documented_field_is_accepted() -> None:
         "summarize",
         "Meeting summary",
     )
+    assert record.customer_id == "end-customer-42"
     assert (record.environment, record.service) == ("prod", "api")
     assert (record.provider, record.model, record.operation) == (
         "aws",

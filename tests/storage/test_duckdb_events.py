@@ -150,6 +150,27 @@ def test_a_foreign_records_table_is_refused(tmp_path: Path) -> None:
         DuckDBEventStore(path)
 
 
+def test_a_store_of_an_earlier_version_gains_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    store = DuckDBEventStore(path)
+    store.write([make_record(0, tenant_id="t-old")])
+    store.close()
+    added = ("customer_id", "usage_convention", "shadow_reason")
+    con = duckdb.connect(str(path))
+    for name in added:  # the table as the first release made it
+        con.execute(f"ALTER TABLE records DROP COLUMN {name}")
+    con.close()
+    store = DuckDBEventStore(path)
+    try:
+        rows = store.fetch(f"SELECT tenant_id, {', '.join(added)} FROM records")
+        assert rows == [{"tenant_id": "t-old", **dict.fromkeys(added, "")}]
+        store.write([make_record(1, tenant_id="t-new", customer_id="c-1")])
+        got = store.fetch("SELECT customer_id FROM records WHERE tenant_id = 't-new'")
+        assert got == [{"customer_id": "c-1"}]
+    finally:
+        store.close()
+
+
 def test_in_memory_store() -> None:
     store = DuckDBEventStore(":memory:")
     try:

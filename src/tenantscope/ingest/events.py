@@ -20,6 +20,7 @@ error, so typos are caught):
 ``feature``,
 ``billable_action``,
 ``customer_visible_label``,
+``customer_id``,
 ``environment``,
 ``service``
 ``provider``               e.g. ``openai``, ``anthropic`` (lowercased; OTel names such as
@@ -265,6 +266,7 @@ def _parse_item(
             feature=strings["feature"],
             billable_action=strings["billable_action"],
             customer_visible_label=strings["customer_visible_label"],
+            customer_id=strings["customer_id"],
             environment=strings["environment"],
             service=strings["service"],
             model=strings["model"],

@@ -37,6 +37,7 @@ from tenantscope.storage.serialize import (
     FLOAT_FIELDS,
     INT_FIELDS,
     LIST_FIELDS,
+    STRING_FIELDS,
     TIME_FIELDS,
     arrow_to_records,
     records_to_arrow,
@@ -64,6 +65,13 @@ def _column_type(name: str) -> str:
     if name in LIST_FIELDS:
         return "VARCHAR[]"
     return "VARCHAR"
+
+
+def _column_default(name: str) -> str:
+    """What rows stored before a column existed hold in it (the record's default)."""
+    if name in STRING_FIELDS:
+        return "''"
+    raise errors.ConfigError(f"no default for a new {name} column: give it one here")
 
 
 _COLUMNS = ", ".join(RECORD_FIELDS)
@@ -233,6 +241,14 @@ class DuckDBEventStore(EventStore):
                 "ORDER BY ordinal_position"
             ).fetchall()
         ]
+        if len(found) < len(RECORD_FIELDS) and tuple(found) == RECORD_FIELDS[: len(found)]:
+            # a store made by an earlier version: fields added since sit last in the record
+            for name in RECORD_FIELDS[len(found) :]:
+                conn.execute(
+                    f"ALTER TABLE records ADD COLUMN {name} {_column_type(name)}"
+                    f" DEFAULT {_column_default(name)}"
+                )
+            found = list(RECORD_FIELDS)
         if tuple(found) != RECORD_FIELDS:
             raise errors.ConfigError(
                 f"event store {self.path} has a records table with columns {found}; "
