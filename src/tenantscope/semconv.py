@@ -7,6 +7,8 @@ then resource attributes.
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import Final
 
 # --- names we emit (current OTel GenAI conventions + our own namespace) -------------------
@@ -152,8 +154,129 @@ PROVIDER_ALIASES: Final[dict[str, str]] = {
     "perplexity": "perplexity",
 }
 
-# Providers whose API reports input tokens without the cache tokens (cache additive).
-CACHE_ADDITIVE_PROVIDERS: Final = frozenset({"anthropic"})
-# Instrumentation scopes (prefixes) whose spans follow the OTel convention (input includes
-# cache tokens) even for a cache-additive provider: anthropic 2.x's own spans do.
-CACHE_INCLUSIVE_SCOPES: Final = ("com.anthropic.sdk",)
+# --- token conventions, by instrumentation ------------------------------------------------
+# Whether ``gen_ai.usage.input_tokens`` already includes cache reads and writes is a property
+# of the instrumentation that wrote the span (and of its version), not of the provider: the
+# OTel GenAI convention says it does, Anthropic's API does not, and libraries differ in which
+# they follow. Normalisation looks the span's scope up here; for a scope not listed it
+# decides from the figures (``ingest/normalize.py``), and the record keeps the name of the
+# rule that decided (``usage_convention``) so a wrong guess can be seen and explained.
+
+
+@dataclass(frozen=True, slots=True)
+class Convention:
+    name: str  # stored in ``UsageRecord.usage_convention``
+    library: str  # who writes such spans, for people
+    scopes: tuple[str, ...]  # instrumentation scope names (prefixes) it covers
+    input_includes_cache: bool
+    # scope versions it holds from ("" = any); an older version falls to the figures
+    since: str = ""
+    # where the library counts reasoning tokens and which spellings it uses, for people
+    note: str = ""
+
+
+# First match wins: a longer scope name that shares a prefix comes first.
+CONVENTIONS: Final[tuple[Convention, ...]] = (
+    Convention(
+        "tenantscope",
+        "tenantscope SDK",
+        ("tenantscope",),
+        True,
+        note="input includes cache, output includes reasoning; also says so with "
+        "tenantscope.usage.input_includes_cache",
+    ),
+    Convention(
+        "anthropic-sdk",
+        "anthropic SDK's own spans (2.x)",
+        ("com.anthropic.sdk",),
+        True,
+        note="gen_ai.usage.input_tokens includes cache (OTel convention)",
+    ),
+    Convention(
+        "otel-genai",
+        "OpenTelemetry GenAI instrumentations (openai-v2, genai-openai, genai-anthropic)",
+        (
+            "opentelemetry.instrumentation.openai_v2",
+            "opentelemetry.instrumentation.genai",
+            "opentelemetry.util.genai",
+        ),
+        True,
+        note="the OTel GenAI convention: input includes cache, output includes reasoning",
+    ),
+    Convention(
+        "openllmetry",
+        "OpenLLMetry (opentelemetry-instrumentation-openai/-anthropic, traceloop-sdk)",
+        (
+            "opentelemetry.instrumentation.openai",
+            "opentelemetry.instrumentation.anthropic",
+        ),
+        True,
+        note="input includes cache (gen_ai.usage.total_tokens = input + output); cache as "
+        "gen_ai.usage.cache_read_input_tokens / cache_creation_input_tokens",
+    ),
+    Convention(
+        "logfire",
+        "Pydantic Logfire",
+        ("logfire",),
+        True,
+        note="input includes cache; a stream's usage is on its 'streaming response' span",
+    ),
+    Convention(
+        "openlit",
+        "OpenLIT",
+        ("openlit",),
+        False,
+        note="input excludes cache (the provider's own figure); gen_ai.usage.cost is 0 "
+        "when it has no price",
+    ),
+    Convention(
+        "netra",
+        "netra-sdk",
+        ("netra",),
+        True,
+        note="wraps OpenLLMetry's instrumentations; cost from set_usage in netra.usage",
+    ),
+)
+
+# The other rules a record's ``usage_convention`` may name, and what each means.
+USAGE_RULES: Final[dict[str, str]] = {
+    "attribute": "the span says so (tenantscope.usage.input_includes_cache): input "
+    "includes cache",
+    "figures:input<cache": "input was smaller than its cache tokens, so it cannot "
+    "include them: cache added to input",
+    "figures:total": "gen_ai.usage.total_tokens equals input + cache + output: input "
+    "excludes cache, cache added",
+    "otel": "unknown instrumentation, figures consistent with the OTel GenAI convention: "
+    "input includes cache",
+    "langfuse": "Langfuse usage details (input, cache and reasoning given apart): summed",
+    "event": "native usage event: input includes cache (documented event convention)",
+}
+
+
+def convention_for(scope_name: str, scope_version: str = "") -> Convention | None:
+    """The listed convention of an instrumentation scope (None: not listed)."""
+    for convention in CONVENTIONS:
+        if scope_name.startswith(convention.scopes):
+            if convention.since and _version(scope_version) < _version(convention.since):
+                return None
+            return convention
+    return None
+
+
+def describe_usage_convention(name: str) -> str:
+    """What a record's ``usage_convention`` means, for the trace page and API readers."""
+    for convention in CONVENTIONS:
+        if convention.name == name:
+            includes = "includes" if convention.input_includes_cache else "excludes"
+            return f"{convention.library}: input {includes} cache tokens"
+    return USAGE_RULES.get(name, "")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
