@@ -473,8 +473,10 @@ def _llm_call(
             cache_write = system_prompt
         else:
             cache_read = system_prompt
-        # Anthropic's API reports input tokens without the cache; instrumentations copy it
-        reported_in = max(1, inp - system_prompt)
+        # Anthropic's API reports input tokens without the cache; OpenLLMetry adds the
+        # cache back (the OTel convention), so the span's input includes it
+        inp = max(inp, system_prompt + 1)
+        reported_in = inp
     attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = reported_in
     attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = out
     if cache_read:

@@ -53,9 +53,26 @@ DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"
 
 # --- what we accept: field -> attribute names, first non-empty wins ----------------------
 ACCEPT: Final[dict[str, tuple[str, ...]]] = {
-    "tenant_id": ("tenant.id", "tenantscope.tenant_id", "netra.tenant_id", "tenant_id"),
+    "tenant_id": (
+        "tenant.id",
+        "tenantscope.tenant_id",
+        "netra.tenant_id",
+        "tenant_id",
+        # where other SDKs can put it: Langfuse trace metadata, OpenLLMetry association
+        # properties (``LANGFUSE_TENANT_KEYS`` lists the same for people)
+        "langfuse.trace.metadata.tenant_id",
+        "langfuse.trace.metadata.tenant",
+        "langfuse.observation.metadata.tenant_id",
+        "traceloop.association.properties.tenant_id",
+    ),
     "workspace_id": ("tenantscope.workspace_id", "workspace.id", "workspace_id"),
-    "user_id": ("user.id", "enduser.id", "langfuse.user.id", "netra.user_id"),
+    "user_id": (
+        "user.id",
+        "enduser.id",
+        "langfuse.user.id",
+        "netra.user_id",
+        "langfuse.trace.user_id",
+    ),
     "session_id": (
         "session.id",
         "langfuse.session.id",
@@ -70,7 +87,11 @@ ACCEPT: Final[dict[str, tuple[str, ...]]] = {
         "customer_visible_label",
     ),
     "provider": ("gen_ai.provider.name", "gen_ai.system", "netra.llm_system"),
-    "model": ("gen_ai.response.model", "gen_ai.request.model"),
+    "model": (
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "langfuse.observation.model.name",
+    ),
     "operation": ("gen_ai.operation.name",),
     "response_id": ("gen_ai.response.id",),
     "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
@@ -89,7 +110,12 @@ ACCEPT: Final[dict[str, tuple[str, ...]]] = {
         "gen_ai.usage.reasoning_tokens",
         "llm.usage.reasoning_tokens",
     ),
+    "total_tokens": ("gen_ai.usage.total_tokens", "llm.usage.total_tokens"),
     "reported_cost": ("gen_ai.usage.cost",),
+    # Langfuse (v3 and later, OTel-based): JSON objects of usage and cost by type
+    "usage_details": ("langfuse.observation.usage_details",),
+    "cost_details": ("langfuse.observation.cost_details",),
+    "observation_type": ("langfuse.observation.type",),
     # a JSON list of objects with ``cost_in_usd`` (summed)
     "reported_cost_list": ("netra.usage",),
     "environment": ("deployment.environment.name", "deployment.environment"),
@@ -240,8 +266,7 @@ CONVENTIONS: Final[tuple[Convention, ...]] = (
 
 # The other rules a record's ``usage_convention`` may name, and what each means.
 USAGE_RULES: Final[dict[str, str]] = {
-    "attribute": "the span says so (tenantscope.usage.input_includes_cache): input "
-    "includes cache",
+    "attribute": "the span says so (tenantscope.usage.input_includes_cache): input includes cache",
     "figures:input<cache": "input was smaller than its cache tokens, so it cannot "
     "include them: cache added to input",
     "figures:total": "gen_ai.usage.total_tokens equals input + cache + output: input "

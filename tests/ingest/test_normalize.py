@@ -291,57 +291,191 @@ def test_token_counts_as_integral_doubles_or_digit_strings() -> None:
     assert (record.input_tokens, record.output_tokens) == (12, 7)
 
 
-_ANTHROPIC_RAW = {
-    "gen_ai.usage.input_tokens": 100,
-    "gen_ai.usage.output_tokens": 50,
-    "gen_ai.usage.cache_read_input_tokens": 1000,
-    "gen_ai.usage.cache_creation_input_tokens": 200,
+# One Anthropic call: 1,050 uncached input tokens, 3,000 cache reads, 1,000 cache writes
+# (5,050 in all) and 420 output tokens, as the API reports it (input without the cache).
+_ANTHROPIC_API = {
+    "gen_ai.system": "anthropic",
+    "gen_ai.usage.input_tokens": 1050,
+    "gen_ai.usage.output_tokens": 420,
+    "gen_ai.usage.cache_read_input_tokens": 3000,
+    "gen_ai.usage.cache_creation_input_tokens": 1000,
 }
+# ... and as the OTel GenAI convention says (input includes the cache)
+_ANTHROPIC_OTEL = {**_ANTHROPIC_API, "gen_ai.usage.input_tokens": 5050}
 
 
-def test_anthropic_cache_is_additive() -> None:
-    record = _norm({"gen_ai.system": "anthropic", **_ANTHROPIC_RAW})
-    assert record.input_tokens == 100 + 1000 + 200
-    assert (record.cache_read_tokens, record.cache_write_tokens) == (1000, 200)
-    assert record.output_tokens == 50
+def _usage(record: UsageRecord) -> tuple[int, int, int, int, str]:
+    return (
+        record.input_tokens,
+        record.cache_read_tokens,
+        record.cache_write_tokens,
+        record.output_tokens,
+        record.usage_convention,
+    )
 
 
-def test_anthropic_known_from_scope_is_additive_too() -> None:
-    record = _norm(_ANTHROPIC_RAW, scope_name="opentelemetry.instrumentation.anthropic")
-    assert record.input_tokens == 1300
+@pytest.mark.parametrize(
+    ("scope", "convention"),
+    [
+        ("opentelemetry.instrumentation.anthropic", "openllmetry"),
+        ("opentelemetry.instrumentation.genai.anthropic", "otel-genai"),
+        ("logfire.anthropic", "logfire"),
+        ("com.anthropic.sdk.python", "anthropic-sdk"),
+        ("tenantscope.anthropic", "tenantscope"),
+    ],
+)
+def test_libraries_following_the_otel_convention_are_not_counted_twice(
+    scope: str, convention: str
+) -> None:
+    """5,050 input tokens with the cache included stay 5,050 (they once became 10,050)."""
+    record = _norm({**_ANTHROPIC_OTEL, "gen_ai.usage.total_tokens": 5470}, scope_name=scope)
+    assert _usage(record) == (5050, 3000, 1000, 420, convention)
+
+
+def test_openlit_sends_input_without_the_cache() -> None:
+    record = _norm(_ANTHROPIC_API, scope_name="openlit.otel.tracing")
+    assert _usage(record) == (5050, 3000, 1000, 420, "openlit")
+    # even when its uncached input happens to exceed the cache
+    record = _norm(
+        {**_ANTHROPIC_API, "gen_ai.usage.input_tokens": 4100}, scope_name="openlit.otel.tracing"
+    )
+    assert record.input_tokens == 8100
+
+
+def test_unknown_scope_reads_the_otel_convention() -> None:
+    assert _usage(_norm(_ANTHROPIC_OTEL, scope_name="acme.llm")) == (5050, 3000, 1000, 420, "otel")
+
+
+def test_unknown_scope_input_smaller_than_cache_cannot_include_it() -> None:
+    record = _norm(_ANTHROPIC_API, scope_name="acme.llm")
+    assert _usage(record) == (5050, 3000, 1000, 420, "figures:input<cache")
+
+
+def test_unknown_scope_whose_total_counts_the_cache_apart_is_additive() -> None:
+    attributes = {
+        **_ANTHROPIC_API,
+        "gen_ai.usage.input_tokens": 4100,
+        "gen_ai.usage.total_tokens": 4100 + 4000 + 420,
+    }
+    record = _norm(attributes, scope_name="acme.llm")
+    assert _usage(record) == (8100, 3000, 1000, 420, "figures:total")
+    assert record.attributes["gen_ai.usage.total_tokens"] == 8520  # kept: it explains
+
+
+def test_a_listed_library_cannot_include_more_cache_than_its_input() -> None:
+    record = _norm(_ANTHROPIC_API, scope_name="opentelemetry.instrumentation.anthropic")
+    assert _usage(record) == (5050, 3000, 1000, 420, "figures:input<cache")
+
+
+def test_a_listed_convention_can_start_at_a_scope_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    versioned = semconv.Convention("lib-v2", "lib", ("lib.instr",), False, since="2.1")
+    monkeypatch.setattr(semconv, "CONVENTIONS", (versioned, *semconv.CONVENTIONS))
+    attributes = {**_ANTHROPIC_API, "gen_ai.usage.input_tokens": 4100}
+    newer = _norm(attributes, scope_name="lib.instr", scope_version="2.10.0")
+    older = _norm(attributes, scope_name="lib.instr", scope_version="2.0.9")
+    assert (newer.input_tokens, newer.usage_convention) == (8100, "lib-v2")
+    assert (older.input_tokens, older.usage_convention) == (4100, "otel")
 
 
 @pytest.mark.parametrize("marker", [True, "true", "True"])
 def test_input_includes_cache_marker_keeps_anthropic_input(marker: Any) -> None:
-    attributes = {
-        "gen_ai.system": "anthropic",
-        **_ANTHROPIC_RAW,
-        "gen_ai.usage.input_tokens": 1300,
-        semconv.INPUT_INCLUDES_CACHE: marker,
-    }
-    assert _norm(attributes).input_tokens == 1300
-
-
-def test_anthropic_sdk_own_spans_already_include_the_cache() -> None:
-    """anthropic 2.x emits spans of its own (scope com.anthropic.sdk.python) whose input
-    follows the OTel convention; adding the cache again would overcount."""
-    attributes = {
-        "gen_ai.provider.name": "anthropic",
-        **_ANTHROPIC_RAW,
-        "gen_ai.usage.input_tokens": 1300,
-    }
-    record = _norm(attributes, scope_name="com.anthropic.sdk.python")
-    assert record.input_tokens == 1300 and record.cache_read_tokens == 1000
+    attributes = {**_ANTHROPIC_OTEL, semconv.INPUT_INCLUDES_CACHE: marker}
+    record = _norm(attributes, scope_name="openlit")
+    assert _usage(record) == (5050, 3000, 1000, 420, "attribute")
 
 
 def test_openai_input_is_not_made_additive() -> None:
-    attributes = {"gen_ai.system": "openai", **_ANTHROPIC_RAW, "gen_ai.usage.input_tokens": 1300}
-    assert _norm(attributes).input_tokens == 1300
+    attributes = {**_ANTHROPIC_OTEL, "gen_ai.system": "openai"}
+    assert _norm(attributes).input_tokens == 5050
 
 
-def test_input_smaller_than_cache_cannot_include_it() -> None:
-    attributes = {"gen_ai.system": "openai", **_ANTHROPIC_RAW}
-    assert _norm(attributes).input_tokens == 1300
+def test_a_call_without_usage_names_no_convention() -> None:
+    record = _norm({"gen_ai.request.model": "gpt-4o", "gen_ai.operation.name": "chat"})
+    assert record.kind == "llm" and record.usage_convention == ""
+
+
+def test_a_reported_zero_cost_stays_for_reference() -> None:
+    attributes = {
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 10,
+        "gen_ai.usage.cost": 0,
+    }
+    record = _norm(attributes, scope_name="openlit.otel.tracing")
+    assert (record.cost_usd, record.cost_source) == (Decimal(0), "reported")
+    assert record.attributes["gen_ai.usage.cost"] == 0  # pricing may replace the figure
+    attributes["gen_ai.usage.cost"] = 0.25
+    record = _norm(attributes)
+    assert record.cost_usd == Decimal("0.25") and "gen_ai.usage.cost" not in record.attributes
+
+
+_LANGFUSE = {
+    "langfuse.observation.type": "generation",
+    "langfuse.observation.model.name": "gpt-4o-mini-2024-07-18",
+    "langfuse.trace.metadata.tenant_id": "apex-legal",
+    "langfuse.user.id": "u-7",
+    "langfuse.session.id": "s-7",
+}
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        # Langfuse prices each key apart: input without its cached part
+        {"input": 2050, "input_cached_tokens": 3000, "output": 300, "output_reasoning_tokens": 120},
+        # or input and output with their details in them, as the total says
+        {
+            "input": 5050,
+            "input_cached_tokens": 3000,
+            "output": 420,
+            "output_reasoning_tokens": 120,
+            "total": 5470,
+        },
+    ],
+)
+def test_langfuse_generations_are_llm_calls(details: dict[str, int]) -> None:
+    attributes = {
+        **_LANGFUSE,
+        "langfuse.observation.usage_details": json.dumps(details),
+        "langfuse.observation.cost_details": json.dumps({"input": 0.0007, "total": 0.0009}),
+    }
+    record = _norm(attributes, scope_name="langfuse-sdk")
+    assert record.kind == "llm"
+    assert (record.model, record.provider) == ("gpt-4o-mini-2024-07-18", "")
+    assert (record.tenant_id, record.user_id, record.session_id) == ("apex-legal", "u-7", "s-7")
+    assert _usage(record) == (5050, 3000, 0, 420, "langfuse")
+    assert record.reasoning_tokens == 120
+    assert (record.cost_usd, record.cost_source) == (Decimal("0.0009"), "reported")
+    assert "langfuse.observation.usage_details" in record.attributes
+
+
+def test_a_langfuse_generation_without_usage_is_still_a_call() -> None:
+    record = _norm(_LANGFUSE)
+    assert record.kind == "llm" and record.input_tokens == 0 and record.cost_usd is None
+    # a non-generation observation with a model is not
+    assert _norm({**_LANGFUSE, "langfuse.observation.type": "span"}).kind == "span"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "langfuse.trace.metadata.tenant_id",
+        "langfuse.trace.metadata.tenant",
+        "langfuse.observation.metadata.tenant_id",
+        "traceloop.association.properties.tenant_id",
+    ],
+)
+def test_tenant_from_other_sdks_metadata(key: str) -> None:
+    assert _norm({key: "apex-legal"}).tenant_id == "apex-legal"
+    # our own attribute wins over theirs
+    assert _norm({key: "other", "tenant.id": "apex-legal"}).tenant_id == "apex-legal"
+
+
+def test_every_convention_name_is_described() -> None:
+    names = [c.name for c in semconv.CONVENTIONS] + list(semconv.USAGE_RULES)
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert semconv.describe_usage_convention(name)
 
 
 def test_output_smaller_than_reasoning_gets_reasoning_added() -> None:

@@ -126,6 +126,27 @@ def test_reported_cost_is_only_kept_when_present() -> None:
     assert (result.cost_usd, result.cost_source) == (Decimal("2.5"), "catalog")
 
 
+def test_a_spans_reported_zero_for_a_call_with_tokens_is_priced_by_the_catalog() -> None:
+    """OpenLIT writes gen_ai.usage.cost = 0 when it knows no price: not a free call."""
+    tokens: dict[str, Any] = {"input_tokens": 1_000_000, "source": "otlp"}
+    zero = {"cost_usd": Decimal(0), "cost_source": "reported"}
+    priced = Pricer().price(llm("gpt-4o", "openai", **tokens, **zero))
+    assert (priced.cost_usd, priced.cost_source) == (Decimal("2.5"), "catalog")
+    # a model the catalog cannot price keeps the reported figure
+    unknown = Pricer().price(llm("in-house-model", "acme", **tokens, **zero))
+    assert (unknown.cost_usd, unknown.cost_source) == (Decimal(0), "reported")
+    # a positive reported cost still wins, and a native event's 0 is taken as said
+    paid = Pricer().price(
+        llm("gpt-4o", "openai", **tokens, cost_usd=Decimal("0.1"), cost_source="reported")
+    )
+    assert (paid.cost_usd, paid.cost_source) == (Decimal("0.1"), "reported")
+    event = Pricer().price(llm("gpt-4o", "openai", input_tokens=1_000_000, source="event", **zero))
+    assert (event.cost_usd, event.cost_source) == (Decimal(0), "reported")
+    # no tokens: nothing to price, the 0 stands
+    empty = Pricer().price(llm("gpt-4o", "openai", source="otlp", **zero))
+    assert empty.cost_source == "reported"
+
+
 # --- overrides ----------------------------------------------------------------------------------
 
 

@@ -273,6 +273,7 @@ def _parse_item(
             operation=strings["operation"],
             response_id=strings["response_id"],
             error_type=strings["error_type"],
+            usage_convention="event" if given_usage else "",
         ),
         [],
     )

@@ -123,16 +123,26 @@ def normalize_span(
         fail("end_time", "is before start_time")
     limits.check_time("end_time", end_time, received_at=received_at)
 
-    has_tokens = lookup.has_any(_TOKEN_FIELD_SET)
-    counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS} if has_tokens else _NO_COUNTS
+    details = _usage_details(lookup) if lookup.has_any(_LANGFUSE_FIELDS) else None
+    has_tokens = details is not None or lookup.has_any(_TOKEN_FIELD_SET)
     cost = _reported_cost(lookup)
     kind = _kind(span.attributes, has_tokens, cost, ids["model"], ids["operation"])
+    if kind == "span" and _is_generation(lookup, ids["model"]):
+        kind = "llm"
     provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
-    tokens = (
-        _normalize_tokens(counts, provider, span.attributes, span.scope_name)
-        if kind == "llm"
-        else {}
-    )
+    tokens: dict[str, int] = {}
+    convention = ""
+    if kind == "llm" and has_tokens:
+        if details is not None:
+            tokens, convention = details, "langfuse"
+        else:
+            counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS}
+            tokens, convention = _normalize_tokens(counts, lookup, span)
+    rest = lookup.rest
+    if cost is not None and not cost and any(tokens.values()):
+        # instrumentations write 0 when they have no price: pricing decides (see the
+        # pricer), the figure stays among the attributes for reference
+        rest = _with_reported_cost(rest, lookup)
 
     status, error_type, error_message = _outcome(span)
     billable = span.attributes.get(semconv.BILLABLE_STATE)
@@ -148,7 +158,6 @@ def normalize_span(
         error_message = limits.truncate_message(
             limits.check_unicode("error_message", error_message)
         )
-    rest = lookup.rest
     if not _LOGIC_KEYS.isdisjoint(rest):
         said = {
             semconv.SPAN_KIND: kind,
@@ -181,6 +190,7 @@ def normalize_span(
         error_type=error_type,
         error_message=error_message,
         billable_state=billable_state,
+        usage_convention=convention,
         attributes=_bounded_attributes(rest),
         events=_events(span.events),
         source="otlp",
@@ -217,7 +227,17 @@ _RESOURCE_KEYS = _key_ranks(semconv.RESOURCE_FIELDS, "", 2000)
 # Names whose winning value a record column holds (tokens as reported, before the cache
 # convention, which the record's cache figures undo) are not stored again. ``netra.usage``
 # carries more than its cost, and an invalid billable state is ignored: both stay.
-_NOT_HELD = frozenset({"reported_cost_list", "billable_state"})
+_NOT_HELD = frozenset(
+    {
+        "reported_cost_list",
+        "billable_state",
+        # read, but no column holds them whole: they stay to explain the record
+        "total_tokens",
+        "usage_details",
+        "cost_details",
+        "observation_type",
+    }
+)
 _HELD_KEYS = frozenset(
     key for key, ranks in _SPAN_KEYS.items() if any(f not in _NOT_HELD for f, _ in ranks)
 )
@@ -274,6 +294,11 @@ class _Lookup:
     def raw(self, field: str) -> Any:
         hit = self._found.get(field)
         return None if hit is None else hit[1]
+
+    def source(self, field: str) -> str:
+        """The span attribute that gave ``field`` ("" for the resource or none)."""
+        hit = self._found.get(field)
+        return "" if hit is None else hit[2]
 
     def text(self, field: str) -> str:
         hit = self._found.get(field)
@@ -340,9 +365,6 @@ def _from_ns(ns: int, field: str) -> datetime:
         fail(field, f"{ns} ns is out of range")
 
 
-_NO_COUNTS: dict[str, int | None] = dict.fromkeys(_TOKEN_FIELDS)
-
-
 def _kind(
     attributes: dict[str, Any],
     has_tokens: bool,
@@ -380,22 +402,104 @@ def _provider(
 
 
 def _normalize_tokens(
-    counts: dict[str, int | None], provider: str, attributes: dict[str, Any], scope_name: str
-) -> dict[str, int]:
+    counts: dict[str, int | None], lookup: _Lookup, span: RawSpan
+) -> tuple[dict[str, int], str]:
+    """Token figures in the record's convention, and the name of the rule that read them
+    (``semconv.CONVENTIONS`` / ``semconv.USAGE_RULES``)."""
     values = {name: count or 0 for name, count in counts.items()}
     cache = values["cache_read_tokens"] + values["cache_write_tokens"]
-    includes_cache = _truthy(attributes.get(semconv.INPUT_INCLUDES_CACHE)) or (
-        scope_name.startswith(semconv.CACHE_INCLUSIVE_SCOPES)
-    )
-    additive = provider in semconv.CACHE_ADDITIVE_PROVIDERS and not includes_cache
-    if additive or values["input_tokens"] < cache:
-        values["input_tokens"] += cache
+    inp = values["input_tokens"]
+    if _truthy(span.attributes.get(semconv.INPUT_INCLUDES_CACHE)):
+        includes, rule = True, "attribute"
+    elif (listed := semconv.convention_for(span.scope_name, span.scope_version)) is not None:
+        includes, rule = listed.input_includes_cache, listed.name
+    else:
+        total = lookup.raw("total_tokens")
+        total = None if total is None else limits.check_tokens("total_tokens", total)
+        if cache and total is not None and total == inp + cache + values["output_tokens"]:
+            includes, rule = False, "figures:total"
+        else:
+            includes, rule = True, "otel"
+    if includes and inp < cache:
+        # a listed library cannot have included more cache than its whole input
+        includes, rule = False, "figures:input<cache"
+    if not includes:
+        values["input_tokens"] = inp + cache
     if values["output_tokens"] < values["reasoning_tokens"]:
         values["output_tokens"] += values["reasoning_tokens"]
+    _check_totals(values)
+    return values, rule
+
+
+def _check_totals(values: dict[str, int]) -> None:
     for name in ("input_tokens", "output_tokens"):
         if values[name] > limits.MAX_TOKENS:
             fail(name, f"{values[name]} is above the limit of {limits.MAX_TOKENS} tokens per call")
+
+
+# Langfuse usage-detail keys, by what they count. Langfuse prices each key on its own, so
+# keys are disjoint unless ``total`` says the plain ``input``/``output`` already hold them.
+_LANGFUSE_CACHE_READ = (
+    "input_cached_tokens",
+    "cache_read_input_tokens",
+    "input_cache_read",
+    "cached_tokens",
+)
+_LANGFUSE_CACHE_WRITE = ("cache_creation_input_tokens", "input_cache_creation", "input_cache_write")
+_LANGFUSE_REASONING = ("output_reasoning_tokens", "output_reasoning", "reasoning_tokens")
+_LANGFUSE_FIELDS = frozenset({"usage_details", "cost_details", "observation_type"})
+
+
+def _usage_details(lookup: _Lookup) -> dict[str, int] | None:
+    """Token figures from Langfuse's ``usage_details`` JSON (None: none given)."""
+    raw = _parse_json_text(lookup.raw("usage_details"))
+    if not isinstance(raw, dict) or not raw:
+        return None
+    units: dict[str, int] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and value is not None:
+            units[key] = limits.check_tokens(f"langfuse usage_details.{key}", value)
+    inp = units.get("input", units.get("prompt_tokens", 0))
+    out = units.get("output", units.get("completion_tokens", 0))
+    read = next((units[k] for k in _LANGFUSE_CACHE_READ if k in units), 0)
+    write = next((units[k] for k in _LANGFUSE_CACHE_WRITE if k in units), 0)
+    reasoning = next((units[k] for k in _LANGFUSE_REASONING if k in units), 0)
+    total = units.get("total")
+    # other input_*/output_* keys (audio, image ...) are parts of input/output too
+    other_in = sum(
+        v
+        for k, v in units.items()
+        if k.startswith("input_") and k not in _LANGFUSE_CACHE_READ + _LANGFUSE_CACHE_WRITE
+    )
+    other_out = sum(
+        v for k, v in units.items() if k.startswith("output_") and k not in _LANGFUSE_REASONING
+    )
+    if total is not None and total == inp + out and inp >= read + write:
+        pass  # input and output already include their details
+    else:
+        inp += read + write + other_in
+        out += reasoning + other_out
+    values = {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "cache_read_tokens": read,
+        "cache_write_tokens": write,
+        "reasoning_tokens": reasoning,
+    }
+    _check_totals(values)
     return values
+
+
+def _is_generation(lookup: _Lookup, model: str) -> bool:
+    kind = lookup.raw("observation_type")
+    return bool(model) and isinstance(kind, str) and kind.lower() == "generation"
+
+
+def _with_reported_cost(rest: dict[str, Any], lookup: _Lookup) -> dict[str, Any]:
+    key = lookup.source("reported_cost")
+    if key and key not in rest:
+        rest = {**rest, key: lookup.raw("reported_cost")}
+    return rest
 
 
 def _truthy(value: object) -> bool:
@@ -409,9 +513,26 @@ def _reported_cost(lookup: _Lookup) -> Decimal | None:
     if value is not None:
         return limits.check_cost("gen_ai.usage.cost", value)
     usage = lookup.raw("reported_cost_list")
-    if usage is None:
+    if usage is not None:
+        return _netra_cost(usage)
+    details = lookup.raw("cost_details")
+    if details is not None:
+        return _langfuse_cost(details)
+    return None
+
+
+def _langfuse_cost(details: Any) -> Decimal | None:
+    """Langfuse's ``cost_details``: its ``total``, else the sum of its parts."""
+    parsed = _parse_json_text(details)
+    if not isinstance(parsed, dict) or not parsed:
         return None
-    return _netra_cost(usage)
+    if parsed.get("total") is not None:
+        return limits.check_cost("langfuse cost_details.total", parsed["total"])
+    total = Decimal(0)
+    for key, value in parsed.items():
+        if value is not None:
+            total += limits.check_cost(f"langfuse cost_details.{key}", value)
+    return limits.check_cost("langfuse cost_details", total)
 
 
 def _netra_cost(usage: Any) -> Decimal | None:

@@ -153,15 +153,16 @@ def _decode_protobuf(data: bytes) -> DecodedTraces:
             continue
         for scope_spans in resource_spans.scope_spans:
             scope_name = scope_spans.scope.name
+            scope_version = scope_spans.scope.version
             for span in scope_spans.spans:
                 try:
-                    out.spans.append(_pb_span(span, resource, scope_name))
+                    out.spans.append(_pb_span(span, resource, scope_name, scope_version))
                 except _Rejected as exc:
                     out.reject(f"span {_label(span.name)}: {exc}")
     return out
 
 
-def _pb_span(span: Any, resource: dict[str, Any], scope_name: str) -> RawSpan:
+def _pb_span(span: Any, resource: dict[str, Any], scope_name: str, scope_version: str) -> RawSpan:
     trace_id = _id_from_bytes("trace_id", span.trace_id, 16)
     span_id = _id_from_bytes("span_id", span.span_id, 8)
     parent = _parent_from_bytes(span.parent_span_id)
@@ -184,6 +185,7 @@ def _pb_span(span: Any, resource: dict[str, Any], scope_name: str) -> RawSpan:
         attributes=_pb_attributes(span.attributes, 0),
         resource=resource,
         scope_name=scope_name,
+        scope_version=scope_version,
         status_code=int(span.status.code),
         status_message=span.status.message,
         events=events,
@@ -291,10 +293,13 @@ def _decode_json(data: bytes) -> DecodedTraces:
             scope_name = scope.get("name", "")
             if not isinstance(scope_name, str) or _has_surrogate(scope_name):
                 raise BadRequest("OTLP/JSON: 'scope.name' must be a valid string")
+            scope_version = scope.get("version", "")
+            if not isinstance(scope_version, str) or _has_surrogate(scope_version):
+                raise BadRequest("OTLP/JSON: 'scope.version' must be a valid string")
             for span in _json_list(scope_spans, "spans", "spans", "scopeSpans"):
                 name = span.get("name") if isinstance(span, dict) else None
                 try:
-                    out.spans.append(_json_span(span, resource, scope_name))
+                    out.spans.append(_json_span(span, resource, scope_name, scope_version))
                 except _Rejected as exc:
                     out.reject(f"span {_label(name)}: {exc}")
     return out
@@ -345,7 +350,7 @@ def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
     return obj.get(camel, obj.get(snake))
 
 
-def _json_span(span: Any, resource: dict[str, Any], scope_name: str) -> RawSpan:
+def _json_span(span: Any, resource: dict[str, Any], scope_name: str, scope_version: str) -> RawSpan:
     if not isinstance(span, dict):
         raise _Rejected("a span must be an object")
     trace_id = _id_from_hex("traceId", _get(span, "traceId", "trace_id"), 16)
@@ -393,6 +398,7 @@ def _json_span(span: Any, resource: dict[str, Any], scope_name: str) -> RawSpan:
         attributes=_json_attributes(span.get("attributes"), 0),
         resource=resource,
         scope_name=scope_name,
+        scope_version=scope_version,
         status_code=_json_status_code(status.get("code")),
         status_message=_json_str("status.message", status.get("message")),
         events=events,

@@ -17,6 +17,7 @@ class RawSpan:
     attributes: dict[str, Any] = field(default_factory=dict)
     resource: dict[str, Any] = field(default_factory=dict)
     scope_name: str = ""
+    scope_version: str = ""
     status_code: int = 0  # OTLP: 0 unset, 1 ok, 2 error
     status_message: str = ""
     # each: {"name": str, "time_ns": int, "attributes": {...}}

@@ -222,9 +222,18 @@ class Pricer:
             return _UNKNOWN
         if record.cost_source == "reported" and record.cost_usd is not None:
             reported = _quantize(record.cost_usd)
-            return PriceResult(
+            result = PriceResult(
                 reported if reported is not None else record.cost_usd, "reported", ""
             )
+            if record.cost_usd or record.source != "otlp" or not record.total_tokens:
+                return result
+            # A span's reported 0 for a call with tokens is what instrumentations (OpenLIT)
+            # write when they know no price: the catalog prices it if it can.
+            priced = self._unreported(record)
+            return priced if priced.cost_source != "unknown" else result
+        return self._unreported(record)
+
+    def _unreported(self, record: UsageRecord) -> PriceResult:
         model = record.model
         if not model:
             return _UNKNOWN
