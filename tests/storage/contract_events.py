@@ -73,6 +73,8 @@ def make_record(i: int, **changes: Any) -> UsageRecord:
         events=[{"name": "sla-breach", "time_ns": 1, "attributes": {"target_ms": 2000}}],
         source="otlp",
         received_at=start + timedelta(seconds=2),
+        customer_id="cust-1",
+        usage_convention="otel",
     )
     return rec.replace(**changes) if changes else rec
 
@@ -258,6 +260,20 @@ class EventStoreContract:
         )
         assert [r.trace_id for r in narrow] == ["trace0001"] * 3
         assert event_store.trace_records([], T0, T0 + timedelta(hours=1)) == []
+
+    def test_response_records(self, event_store: EventStore) -> None:
+        recs = make_records(6)
+        recs[4] = recs[4].replace(response_id="chatcmpl-1", trace_id="other")  # a copy
+        recs[5] = recs[5].replace(response_id="chatcmpl-1", kind="span")  # not a call
+        event_store.write(recs)
+        got = event_store.response_records(
+            ["chatcmpl-1", "chatcmpl-3", "nope"], T0, T0 + timedelta(hours=1)
+        )
+        assert got == [recs[1], recs[3], recs[4]]
+        # the range bounds the look-up: recs[4] starts at T0+4s
+        narrow = event_store.response_records(["chatcmpl-1"], T0, T0 + timedelta(seconds=3))
+        assert narrow == [recs[1]]
+        assert event_store.response_records([], T0, T0 + timedelta(hours=1)) == []
 
     # -- fetch -------------------------------------------------------------------------
 

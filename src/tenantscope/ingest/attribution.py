@@ -7,15 +7,26 @@ touches a trace and stores whatever changed.
 - Inheritance: a span that does not carry tenant/user/session/... takes the value of its
   nearest ancestor that does (``records.INHERITED_FIELDS``). The fields it took are listed in
   ``record.inherited`` so a later re-resolution can tell them from the span's own values.
-- Counting: an LLM record with an LLM descendant is ``shadowed`` (the most specific record
-  counts; the ancestor's figure stays for reference). Two records reporting the same provider
-  response (``response_id``) count once.
+- Counting (one call, one request): an LLM record is ``shadowed`` (kept for reference, not
+  counted; ``shadow_reason`` says why) when
+  1. it has an LLM descendant of its tenant that carries usage, or any LLM descendant while
+     it carries none itself: the most specific record counts (a manual ``set_usage`` on a
+     wrapper around an auto-traced call);
+  2. it carries no usage, did not fail, and an ancestor of its tenant carries the usage;
+  3. it carries no usage, did not fail, and a later sibling span of its tenant for the same
+     model carries the usage (Logfire reports a stream's usage on a "streaming response"
+     span beside the request span); each such span answers for one call, paired in order
+     of start time.
+  A failed call without usage still counts, as a failed request. Records of another
+  tenant never shadow a record (nor are they named in its reason).
+- Copies of one provider response (two instrumentations, or one library exporting a call
+  twice, possibly in two traces) are found across traces by ``ingest/duplicates.py``.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tenantscope.records import INHERITED_FIELDS, UsageRecord
 
@@ -61,32 +72,7 @@ def resolve_trace(records: Iterable[UsageRecord]) -> list[UsageRecord]:
             resolved[id(n)] = above
         return resolved[id(record)]
 
-    # Which spans have an LLM descendant: walk up from every LLM span.
-    has_llm_descendant: set[int] = set()
-    for r in spans:
-        if r.kind == "llm":
-            parent = r.parent_span_id
-            hops = 0
-            while parent and hops < 10_000:
-                node = by_id.get(parent)
-                if node is None or id(node) in has_llm_descendant:
-                    break  # its ancestors were marked by the walk that marked it
-                has_llm_descendant.add(id(node))
-                parent = node.parent_span_id
-                hops += 1
-    shadowed = {id(r): r.kind == "llm" and id(r) in has_llm_descendant for r in spans}
-    # Same provider response reported twice (two instrumentations): keep one, preferring a
-    # reported cost, then the smallest event id, so the choice does not depend on order.
-    by_response: dict[str, list[UsageRecord]] = {}
-    for r in spans:
-        if r.kind == "llm" and r.response_id and not shadowed[id(r)]:
-            by_response.setdefault(r.response_id, []).append(r)
-    for group in by_response.values():
-        if len(group) > 1:
-            group.sort(key=lambda r: (r.cost_source != "reported", r.event_id))
-            for dup in group[1:]:
-                shadowed[id(dup)] = True
-
+    shadow = _call_shadows(spans, by_id, values_of)
     for r in spans:
         mine = own[id(r)]
         values = values_of(r)
@@ -100,8 +86,87 @@ def resolve_trace(records: Iterable[UsageRecord]) -> list[UsageRecord]:
             r.inherited = ()
             for f, v in zip(INHERITED_FIELDS, values, strict=True):
                 setattr(r, f, v)
-        r.shadowed = shadowed[id(r)]
+        reason = shadow.get(id(r), "")
+        r.shadowed = bool(reason)
+        r.shadow_reason = reason
     return spans
+
+
+def has_usage(record: UsageRecord) -> bool:
+    """Whether an LLM record carries the usage of its call (token figures or a cost),
+    rather than only saying a call happened (a model and an operation)."""
+    return bool(
+        record.usage_convention
+        or record.input_tokens
+        or record.output_tokens
+        or record.cost_source == "reported"
+    )
+
+
+def _call_shadows(
+    spans: list[UsageRecord],
+    by_id: dict[str, UsageRecord],
+    values_of: Callable[[UsageRecord], tuple[str, ...]],
+) -> dict[int, str]:
+    """id(record) -> why it does not count, for the LLM records of one trace that another
+    record of the trace counts for (rules 1-3 of the module docstring)."""
+    llm = [r for r in spans if r.kind == "llm"]
+    if not llm:
+        return {}
+    tenant = {id(r): values_of(r)[_TENANT] for r in llm}
+    usage = {id(r): has_usage(r) for r in llm}
+    out: dict[int, str] = {}
+    # 1 and 2: walk up from every LLM span to its LLM ancestors of the same tenant
+    for r in sorted(llm, key=_order):
+        parent, hops = r.parent_span_id, 0
+        while parent and hops < 10_000:
+            node = by_id.get(parent)
+            if node is None:
+                break
+            hops += 1
+            parent = node.parent_span_id
+            if node.kind != "llm" or tenant[id(node)] != tenant[id(r)]:
+                continue
+            if usage[id(r)] or not usage[id(node)]:
+                out.setdefault(
+                    id(node), f"a more specific span of this trace counts the call ({r.span_id})"
+                )
+            elif r.status == "ok" and id(r) not in out:
+                out[id(r)] = f"its call's usage is on the enclosing span {node.span_id}"
+    # 3: usage-less calls and the usage spans beside them, paired in order
+    waiting = [r for r in llm if not usage[id(r)] and r.status == "ok" and id(r) not in out]
+    if waiting:
+        claimed: set[int] = set()
+        reporters = sorted((r for r in llm if usage[id(r)] and id(r) not in out), key=_order)
+        for r in sorted(waiting, key=_order):
+            for u in reporters:
+                if (
+                    id(u) not in claimed
+                    and u.parent_span_id == r.parent_span_id
+                    and tenant[id(u)] == tenant[id(r)]
+                    and u.start_time >= r.start_time
+                    and _same_model(r.model, u.model)
+                ):
+                    claimed.add(id(u))
+                    out[id(r)] = f"its call's usage is on span {u.span_id} beside it"
+                    break
+    return out
+
+
+_TENANT = INHERITED_FIELDS.index("tenant_id")
+
+
+def _order(record: UsageRecord) -> tuple[object, ...]:
+    return (record.start_time, record.span_id, record.event_id)
+
+
+def _same_model(request: str, response: str) -> bool:
+    """A request model and the model a response names: equal, or the response names a
+    dated snapshot of it (gpt-4o-mini -> gpt-4o-mini-2024-07-18); unknown matches."""
+    if not request or not response:
+        return True
+    a, b = request.lower(), response.lower()
+    return a == b or b.startswith(a + "-") or a.startswith(b + "-")
 
 
 def attribution_key(record: UsageRecord) -> tuple[object, ...]:
@@ -110,4 +175,5 @@ def attribution_key(record: UsageRecord) -> tuple[object, ...]:
         tuple(getattr(record, f) for f in INHERITED_FIELDS),
         record.inherited,
         record.shadowed,
+        record.shadow_reason,
     )

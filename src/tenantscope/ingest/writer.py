@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from tenantscope.errors import Unavailable
 from tenantscope.ingest.attribution import attribution_key, resolve_trace
+from tenantscope.ingest.duplicates import DUPLICATE, Key, is_candidate, key_of, resolve_duplicates
 from tenantscope.ingest.wal import Logged, WriteAheadLog
 from tenantscope.records import UsageRecord
 from tenantscope.storage.base import EventStore
@@ -48,6 +49,10 @@ DEFAULT_TRACE_WINDOW = timedelta(hours=6)
 # same bytes); an event without a timestamp gets the time it was received, so a retry of it
 # differs by the retry delay: such ids are looked for this far around their arrival.
 DEFAULT_DEDUPE_WINDOW = timedelta(hours=24)
+# Copies of one provider response (ingest/duplicates.py) are looked for among the stored
+# records that started this far around a batch: two reports of one call start together, but
+# a library's retry or a second exporter can send its copy hours later.
+DEFAULT_RESPONSE_WINDOW = timedelta(hours=24)
 # A client that re-computes an event's timestamp when it retries shifts it by about the
 # retry delay; ids with explicit times are also looked for this far around the batch.
 RETRY_SKEW = timedelta(minutes=10)
@@ -168,6 +173,7 @@ class BatchWriter:
         wal: WriteAheadLog | None = None,
         linger: float = DEFAULT_LINGER_S,
         max_unapplied: int = MAX_UNAPPLIED_ROWS,
+        response_window: timedelta = DEFAULT_RESPONSE_WINDOW,
     ) -> None:
         self._store = store
         self._price = price
@@ -177,6 +183,7 @@ class BatchWriter:
         self._wal = wal
         self._linger = linger
         self._max_unapplied = max_unapplied
+        self._response_window = response_window
         self._queue: queue.Queue[_Job | object] = queue.Queue()
         self._log_queue: queue.Queue[_Job | object] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -486,6 +493,7 @@ class BatchWriter:
         for r in inserts:
             if rows.unpriced(r.event_id):
                 self._price(r)
+        tables = self._copies(inserts, updates, tables, replaced)
         self._store.write(inserts, updates, tables=tables, replaced=replaced)
         self.batches += 1
         self.records_written += len(inserts) + sum(t.num_rows for t in tables)
@@ -539,6 +547,7 @@ class BatchWriter:
             else:
                 tables.append(job.table)
         updates, replaced = self._reresolve(inserts, stored)
+        tables = self._copies(inserts, updates, tables, replaced)
         self._store.write(
             inserts, updates, tables=[t for t in tables if t.num_rows], replaced=replaced
         )
@@ -673,3 +682,121 @@ class BatchWriter:
                     updates.append(r)
                     replaced.append(before[r.event_id][1])
         return updates, replaced
+
+    def _copies(
+        self,
+        inserts: list[UsageRecord],
+        updates: list[UsageRecord],
+        tables: list[pa.Table],
+        replaced: list[UsageRecord],
+    ) -> list[pa.Table]:
+        """Count each provider response once (``ingest/duplicates.py``) over the batch and
+        the stored records: extends ``inserts`` (with table rows that have copies),
+        ``updates`` and ``replaced`` in place, drops updates that end as they were stored,
+        and returns the tables left as they are."""
+        keys: dict[Key, set[str]] = {}
+        starts: list[datetime] = []
+        batch: dict[str, UsageRecord] = {}
+        for r in (*inserts, *updates):
+            batch[r.event_id] = r
+            if is_candidate(r):
+                keys.setdefault(key_of(r), set()).add(r.event_id)
+                starts.append(to_utc_naive(r.start_time))
+        table_keys: list[pa.Array | None] = []
+        for table in tables:
+            rows = table.filter(_candidate_rows(table)) if table.num_rows else table
+            if not rows.num_rows:
+                table_keys.append(None)
+                continue
+            joined = _key_column(rows)
+            table_keys.append(joined)
+            for key, event_id in zip(
+                joined.to_pylist(), rows.column("event_id").to_pylist(), strict=True
+            ):
+                keys.setdefault(_split_key(key), set()).add(event_id)
+            bounds = pc.min_max(rows.column("start_time")).as_py()
+            starts += [bounds["min"], bounds["max"]]
+        if not keys:
+            return self._unchanged(updates, replaced, tables)
+        found = self._store.response_records(
+            sorted({k[2] for k in keys}),
+            min(starts) - self._response_window,
+            max(starts) + self._response_window,
+        )
+        stored: list[UsageRecord] = []
+        for s in found:
+            if s.event_id in batch:
+                continue  # the batch's version of it is the one that counts now
+            stored.append(s)
+            if is_candidate(s):
+                keys.setdefault(key_of(s), set()).add(s.event_id)
+        copied = {k for k, ids in keys.items() if len(ids) > 1}
+        copied |= {key_of(r) for r in (*updates, *stored) if r.shadow_reason.startswith(DUPLICATE)}
+        if not copied:
+            return self._unchanged(updates, replaced, tables)
+        wanted = pa.array(sorted(_SEP.join(k) for k in copied), pa.string())
+        kept: list[pa.Table] = []
+        for table, joined in zip(tables, table_keys, strict=True):
+            if joined is None:
+                kept.append(table)
+                continue
+            take = pc.and_(
+                _candidate_rows(table),
+                pc.is_in(_key_column(table), value_set=wanted),
+            )
+            if not pc.any(take).as_py():
+                kept.append(table)
+                continue
+            inserts += arrow_to_records(table.filter(take))
+            kept.append(table.filter(pc.invert(take)))
+        group = [r for r in (*inserts, *updates, *stored) if key_of(r) in copied]
+        before = {id(s): (attribution_key(s), s.replace()) for s in stored}
+        resolve_duplicates(group)
+        for s in stored:
+            key, original = before[id(s)]
+            if attribution_key(s) != key:
+                updates.append(s)
+                replaced.append(original)
+        return self._unchanged(updates, replaced, kept)
+
+    @staticmethod
+    def _unchanged(
+        updates: list[UsageRecord], replaced: list[UsageRecord], tables: list[pa.Table]
+    ) -> list[pa.Table]:
+        """Drop, in place, the updates whose attribution ends as it was stored (a trace
+        re-resolved, then the same copy chosen again)."""
+        by_id = {u.event_id: u for u in updates}
+        same = {
+            r.event_id
+            for r in replaced
+            if (u := by_id.get(r.event_id)) is not None and attribution_key(u) == attribution_key(r)
+        }
+        if same:
+            updates[:] = [u for u in updates if u.event_id not in same]
+            replaced[:] = [r for r in replaced if r.event_id not in same]
+        return tables
+
+
+_SEP = "\x1f"  # joins a copy key's parts: ids cannot hold control characters
+
+
+def _candidate_rows(table: pa.Table) -> pa.ChunkedArray:
+    """Which rows of a decode worker's table are candidates (``duplicates.is_candidate``;
+    workers resolve traces only, so no row is a duplicate yet)."""
+    return pc.and_(
+        pc.and_(
+            pc.equal(table.column("kind"), "llm"), pc.not_equal(table.column("response_id"), "")
+        ),
+        pc.invert(table.column("shadowed")),
+    )
+
+
+def _key_column(table: pa.Table) -> pa.ChunkedArray:
+    return pc.binary_join_element_wise(
+        table.column("tenant_id"), table.column("provider"), table.column("response_id"), _SEP
+    )
+
+
+def _split_key(text: str) -> Key:
+    tenant, provider, response_id = text.split(_SEP)
+    return tenant, provider, response_id

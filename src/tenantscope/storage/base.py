@@ -93,6 +93,13 @@ class EventStore(abc.ABC):
         """All stored records of these traces that started inside the range."""
 
     @abc.abstractmethod
+    def response_records(
+        self, response_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> list[UsageRecord]:
+        """The stored LLM records naming one of ``response_ids`` that started inside the
+        range (copies of one provider response, ``ingest/duplicates.py``)."""
+
+    @abc.abstractmethod
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a read-only query written by the query layer (named ``:params``)."""
 

@@ -437,6 +437,20 @@ class DuckDBEventStore(EventStore):
         )
         return arrow_to_records(table)
 
+    def response_records(
+        self, response_ids: Sequence[str], start_min: datetime, start_max: datetime
+    ) -> list[UsageRecord]:
+        if not response_ids:
+            return []
+        table = self.fetch_arrow(
+            f"SELECT {_COLUMNS} FROM records "
+            "WHERE start_time BETWEEN :lo AND :hi AND kind = 'llm' "
+            "AND response_id IN (SELECT unnest(:ids)) "
+            "ORDER BY start_time, event_id",
+            {"lo": start_min, "hi": start_max, "ids": list(response_ids)},
+        )
+        return arrow_to_records(table)
+
     # -- reads -------------------------------------------------------------------------
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
