@@ -123,7 +123,7 @@ ACCEPT: Final[dict[str, tuple[str, ...]]] = {
     "billable_state": ("tenantscope.billable_state",),
     "event_id": ("tenantscope.event_id",),
     "ttft_ms": ("tenantscope.ttft_ms",),
-    "ttft_s": ("gen_ai.server.time_to_first_token",),
+    "ttft_s": ("gen_ai.server.time_to_first_token", "gen_ai.response.time_to_first_chunk"),
 }
 
 # Fields that may come from OTel baggage copied onto spans as ``baggage.<key>`` or as-is.
@@ -201,7 +201,8 @@ class Convention:
     note: str = ""
 
 
-# First match wins: a longer scope name that shares a prefix comes first.
+# First match wins: a longer scope name that shares a prefix comes first. The order is also
+# the preference among equally complete copies of one response (``ingest/duplicates.py``).
 CONVENTIONS: Final[tuple[Convention, ...]] = (
     Convention(
         "tenantscope",

@@ -8,8 +8,10 @@ span can be re-sent in another trace. Records of one tenant that name the same p
 
 The copy that counts is a function of the set of copies, never of their arrival order
 (``preference``): most complete usage first (usage at all, then the most token kinds
-reported), then a reported cost, then a library whose token convention is listed in
-``semconv.CONVENTIONS`` over one guessed from the figures, then the smallest event id.
+reported), then a reported cost, then the library listed first in ``semconv.CONVENTIONS``
+(a provider SDK's own spans first: they report the API's figures verbatim; OpenLLMetry's
+Anthropic stream spans, for one, count one output token too many), then a time to first
+token, then the smallest event id.
 
 Only records the trace rules (``attribution.resolve_trace``) let count are candidates, and
 records of different tenants are never copies of each other: a tenant's record is never
@@ -28,7 +30,12 @@ from tenantscope.records import UsageRecord
 # The start of every reason this module gives, and only this module.
 DUPLICATE = "duplicate of response "
 
-_LISTED = frozenset(c.name for c in semconv.CONVENTIONS) | {"attribute", "event"}
+# Copies equally complete: the library listed first in ``semconv.CONVENTIONS`` counts (a
+# provider SDK's own spans report its API's figures verbatim), then what our own SDK or an
+# event said, then conventions guessed from the figures.
+_RANK = {
+    name: i for i, name in enumerate([c.name for c in semconv.CONVENTIONS] + ["attribute", "event"])
+}
 
 Key = tuple[str, str, str]
 
@@ -63,7 +70,7 @@ def preference(record: UsageRecord) -> tuple[object, ...]:
         not has_usage(record),
         -kinds,
         record.cost_source != "reported",
-        record.usage_convention not in _LISTED,
+        _RANK.get(record.usage_convention, len(_RANK)),
         record.ttft_ms is None,
         record.event_id,
     )
