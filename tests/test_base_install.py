@@ -1,5 +1,5 @@
-"""``pip install tenantscope`` (no extras) is the SDK alone: importing it must not need
-any server dependency."""
+"""``pip install tenantscope`` (no extras) is the SDK alone: importing it, or its drop-in
+facades (``tenantscope.compat``), must not need any server dependency."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Block())
 import tenantscope, tenantscope.records, tenantscope.semconv, tenantscope.errors
+import tenantscope.compat.netra, tenantscope.compat.llmobserve
+from tenantscope.compat.netra.instrumentation.instruments import InstrumentSet
 loaded = [m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED)]
 assert not loaded, loaded
 print("ok", tenantscope.__version__)

@@ -25,6 +25,7 @@ EXPECTED = {
     "set_session_id",
     "set_workspace_id",
     "set_feature",
+    "set_customer_id",
     "span",
     "current_span",
     "SpanHandle",

@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 from tenantscope.sdk._context import (
     context,
     get_context,
+    set_customer_id,
     set_feature,
     set_session_id,
     set_tenant_id,
@@ -64,6 +65,7 @@ __all__ = [
     "instrument_all",
     "instrument_anthropic",
     "instrument_openai",
+    "set_customer_id",
     "set_feature",
     "set_session_id",
     "set_tenant_id",

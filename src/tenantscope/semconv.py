@@ -19,6 +19,7 @@ SESSION_ID: Final = "session.id"
 FEATURE: Final = "tenantscope.feature"
 BILLABLE_ACTION: Final = "tenantscope.billable_action"
 CUSTOMER_VISIBLE_LABEL: Final = "tenantscope.customer_visible_label"
+# the tenant's own end customer (a tenant that resells AI features to its customers)
 CUSTOMER_ID: Final = "tenantscope.customer_id"
 BILLABLE_STATE: Final = "tenantscope.billable_state"
 EVENT_ID: Final = "tenantscope.event_id"

@@ -79,6 +79,14 @@ def test_headers_set_the_context() -> None:
             assert socket.receive_json() == {"tenant_id": "ws-tenant"}
 
 
+def test_customer_header_sets_the_tenants_own_customer() -> None:
+    with TestClient(make_app()) as client:
+        got = client.get("/", headers={"X-Tenant-Id": "acme", "X-Customer-Id": "end-42"}).json()
+        assert got == {"tenant_id": "acme", "customer_id": "end-42"}
+    with TestClient(make_app(customer_header=None)) as client:
+        assert client.get("/", headers={"X-Customer-Id": "end-42"}).json() == {}
+
+
 def test_custom_headers_and_resolver() -> None:
     def resolve(scope: Mapping[str, Any]) -> dict[str, Any]:
         # e.g. from the authenticated principal; wins over the headers

@@ -106,6 +106,30 @@ def test_processor_stamps_every_span_inside(memory: InMemorySpanExporter) -> Non
     assert semconv.TENANT_ID not in (spans["outside"].attributes or {})
 
 
+def test_customer_id_is_a_context_field_stamped_on_every_span(
+    memory: InMemorySpanExporter,
+) -> None:
+    tracer = trace.get_tracer("some.other.instrumentation")
+    with tenantscope.context(tenant_id="acme", customer_id="end-customer-1"):
+        assert tenantscope.get_context() == {"tenant_id": "acme", "customer_id": "end-customer-1"}
+        with tenantscope.span("mine"):
+            with tracer.start_as_current_span("foreign"):
+                pass
+        tenantscope.set_customer_id("end-customer-2")
+        with tenantscope.span("after-setter"):
+            pass
+        tenantscope.set_customer_id(None)
+        assert tenantscope.get_context() == {"tenant_id": "acme"}
+    assert tenantscope.get_context() == {}
+    spans = by_name(memory)
+    for name in ("mine", "foreign"):
+        attrs = dict(spans[name].attributes or {})
+        assert attrs[semconv.CUSTOMER_ID] == "end-customer-1"
+        assert attrs[semconv.TENANT_ID] == "acme"
+    assert (spans["after-setter"].attributes or {})[semconv.CUSTOMER_ID] == "end-customer-2"
+    assert semconv.CUSTOMER_ID == "tenantscope.customer_id"
+
+
 def test_many_asyncio_tasks_each_see_only_their_tenant(memory: InMemorySpanExporter) -> None:
     async def request(i: int) -> None:
         tenant = f"tenant-{i}"

@@ -77,6 +77,14 @@ SETTINGS: tuple[Setting, ...] = (
         "`deployment.environment`, e.g. `production`",
     ),
     Setting(
+        "tenant_id",
+        "str",
+        None,
+        ("TENANTSCOPE_TENANT_ID",),
+        "the tenant of spans started outside any tenant context (a process-wide default; "
+        "the context wins)",
+    ),
+    Setting(
         "capture_content",
         "bool",
         False,
@@ -160,6 +168,7 @@ class Config:
     headers: Mapping[str, str] = field(default_factory=dict)
     service_name: str | None = None
     environment: str | None = None
+    tenant_id: str | None = None
     capture_content: bool = False
     inject_stream_usage: bool = False
     disabled: bool = False

@@ -32,6 +32,7 @@ FIELDS: Final[dict[str, str]] = {
     "feature": semconv.FEATURE,
     "billable_action": semconv.BILLABLE_ACTION,
     "customer_visible_label": semconv.CUSTOMER_VISIBLE_LABEL,
+    "customer_id": semconv.CUSTOMER_ID,
 }
 
 
@@ -94,8 +95,15 @@ def set_feature(feature: str | None) -> None:
     _set("feature", feature)
 
 
+def set_customer_id(customer_id: str | None) -> None:
+    """Set the tenant's own end customer of the current context (for per-customer costs
+    within a tenant)."""
+    _set("customer_id", customer_id)
+
+
 class context:
-    """Attribute the work inside to a tenant (and user, session, workspace, feature...).
+    """Attribute the work inside to a tenant (and user, session, workspace, feature, the
+    tenant's own customer...).
 
     A context manager and a decorator (sync and async functions). Fields left ``None``
     keep the enclosing value; ``""`` clears it. On exit the previous context is restored.
@@ -113,6 +121,7 @@ class context:
         feature: str | None = None,
         billable_action: str | None = None,
         customer_visible_label: str | None = None,
+        customer_id: str | None = None,
     ) -> None:
         changes = {
             "tenant_id": tenant_id,
@@ -122,6 +131,7 @@ class context:
             "feature": feature,
             "billable_action": billable_action,
             "customer_visible_label": customer_visible_label,
+            "customer_id": customer_id,
         }
         self._changes: dict[str, str | None] = changes
         self._tokens: list[Token[Mapping[str, str]]] = []

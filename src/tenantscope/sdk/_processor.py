@@ -13,23 +13,36 @@ from collections.abc import Mapping
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from tenantscope import semconv
 from tenantscope.sdk import _context
 from tenantscope.sdk._stats import internal_error
+
+# any name the server reads a tenant from: a span started with one keeps it
+_TENANT_NAMES = semconv.ACCEPT["tenant_id"]
 
 
 class Pipeline(SpanProcessor):
     """Stamp the context on start; hand ended spans to the exporter."""
 
-    def __init__(self, exporter: SpanProcessor, extra: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        exporter: SpanProcessor,
+        extra: Mapping[str, str] | None = None,
+        *,
+        default_tenant: str | None = None,
+    ) -> None:
         self.exporter = exporter
         # attributes for every span, e.g. deployment.environment when the app owns the
         # provider (its resource is not ours to change)
         self._extra = dict(extra or {})
+        # the tenant of spans started outside any tenant context (init's tenant_id)
+        self._default_tenant = default_tenant or None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             values = _context.current_attributes()
-            if not values and not self._extra:
+            default_tenant = self._default_tenant
+            if not values and not self._extra and default_tenant is None:
                 return
             existing = span.attributes or {}
             # an attribute the span was started with (an explicit tenant) wins; one
@@ -40,6 +53,14 @@ class Pipeline(SpanProcessor):
                 for key, value in attrs.items()
                 if key not in existing
             }
+            if (
+                default_tenant is not None
+                and semconv.TENANT_ID not in values
+                and not any(name in existing for name in _TENANT_NAMES)
+            ):
+                # the default sits under the context: a tenant set there, or given to
+                # the span under any accepted name (netra.tenant_id...), beats it
+                missing[semconv.TENANT_ID] = default_tenant
             if missing:
                 span.set_attributes(missing)
         except Exception as exc:

@@ -49,6 +49,7 @@ def init(
     api_key: str | None = None,
     service_name: str | None = None,
     environment: str | None = None,
+    tenant_id: str | None = None,
     capture_content: bool | None = None,
     inject_stream_usage: bool | None = None,
     disabled: bool | None = None,
@@ -69,6 +70,8 @@ def init(
     does afterwards raises into the app. Calling it again replaces the previous setup.
     ``span_processor`` replaces the OTLP export (e.g. an ``InMemorySpanExporter`` behind a
     ``SimpleSpanProcessor``, or your own exporter): the tenant context is still stamped.
+    ``tenant_id`` is a process-wide default tenant for spans started outside any tenant
+    context (the context, and a tenant a span is started with, win).
     """
     given = {
         name: value
@@ -77,6 +80,7 @@ def init(
             "api_key": api_key,
             "service_name": service_name,
             "environment": environment,
+            "tenant_id": tenant_id,
             "capture_content": capture_content,
             "inject_stream_usage": inject_stream_usage,
             "disabled": disabled,
@@ -111,7 +115,9 @@ def init(
             return config
         provider = _choose_provider(config, tracer_provider)
         exporter = span_processor or _batch_exporter(config, _state.counters)
-        pipeline = Pipeline(exporter, _missing_resource(config, provider))
+        pipeline = Pipeline(
+            exporter, _missing_resource(config, provider), default_tenant=config.tenant_id
+        )
         _switch_for(provider).pipeline = pipeline
         _state.pipeline = pipeline
         _runtime.replace(

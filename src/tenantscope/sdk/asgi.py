@@ -33,12 +33,13 @@ Resolver = Callable[[Scope], Fields | None | Awaitable[Fields | None]]
 class TenantscopeMiddleware:
     """Wrap an ASGI app; each HTTP/WebSocket request runs in its own tenant context.
 
-    ``tenant_header``, ``user_header``, ``session_header`` (and optionally
-    ``workspace_header``, ``feature_header``) name the request headers read; pass None to
-    ignore one. ``resolve(scope)`` returns a mapping with any of ``tenant_id``, ``user_id``,
-    ``session_id``, ``workspace_id``, ``feature``, ``billable_action``; its values win over
-    the headers. If ``resolve`` raises, the request goes on without that context (the error
-    is logged once and counted: attribution must not take the app down).
+    ``tenant_header``, ``user_header``, ``session_header``, ``customer_header`` (and
+    optionally ``workspace_header``, ``feature_header``) name the request headers read; pass
+    None to ignore one. ``resolve(scope)`` returns a mapping with any of ``tenant_id``,
+    ``user_id``, ``session_id``, ``workspace_id``, ``feature``, ``billable_action``,
+    ``customer_visible_label``, ``customer_id``; its values win over the headers. If
+    ``resolve`` raises, the request goes on without that context (the error is logged once
+    and counted: attribution must not take the app down).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class TenantscopeMiddleware:
         tenant_header: str | None = "X-Tenant-Id",
         user_header: str | None = "X-User-Id",
         session_header: str | None = "X-Session-Id",
+        customer_header: str | None = "X-Customer-Id",
         workspace_header: str | None = None,
         feature_header: str | None = None,
         resolve: Resolver | None = None,
@@ -59,6 +61,7 @@ class TenantscopeMiddleware:
                 (tenant_header, "tenant_id"),
                 (user_header, "user_id"),
                 (session_header, "session_id"),
+                (customer_header, "customer_id"),
                 (workspace_header, "workspace_id"),
                 (feature_header, "feature"),
             )

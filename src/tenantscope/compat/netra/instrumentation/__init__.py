@@ -1,0 +1,1 @@
+"""Mirrors ``netra.instrumentation``: ``instruments.InstrumentSet``."""
