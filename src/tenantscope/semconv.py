@@ -195,11 +195,15 @@ class Convention:
     name: str  # stored in ``UsageRecord.usage_convention``
     library: str  # who writes such spans, for people
     scopes: tuple[str, ...]  # instrumentation scope names (prefixes) it covers
-    input_includes_cache: bool
+    # None: as the provider's API reports it (``CACHE_ADDITIVE_PROVIDERS`` exclude the cache)
+    input_includes_cache: bool | None
     # scope versions it holds from ("" = any); an older version falls to the figures
     since: str = ""
     # where the library counts reasoning tokens and which spellings it uses, for people
     note: str = ""
+    # its gen_ai.usage.cost is its own estimate from a price list of its own, not a price
+    # the app was charged: the catalog prices the call, the estimate stays as an attribute
+    cost_is_estimate: bool = False
 
 
 # First match wins: a longer scope name that shares a prefix comes first. The order is also
@@ -253,9 +257,11 @@ CONVENTIONS: Final[tuple[Convention, ...]] = (
         "openlit",
         "OpenLIT",
         ("openlit",),
-        False,
-        note="input excludes cache (the provider's own figure); gen_ai.usage.cost is 0 "
-        "when it has no price",
+        None,
+        note="input as the provider reports it (Anthropic: without the cache); its "
+        "gen_ai.usage.cost is its own estimate that leaves cache prices out (0 when it "
+        "knows no price)",
+        cost_is_estimate=True,
     ),
     Convention(
         "netra",
@@ -294,9 +300,15 @@ def describe_usage_convention(name: str) -> str:
     """What a record's ``usage_convention`` means, for the trace page and API readers."""
     for convention in CONVENTIONS:
         if convention.name == name:
+            if convention.input_includes_cache is None:
+                return f"{convention.library}: input as the provider's API reports it"
             includes = "includes" if convention.input_includes_cache else "excludes"
             return f"{convention.library}: input {includes} cache tokens"
     return USAGE_RULES.get(name, "")
+
+
+# Providers whose API reports input tokens without the cache tokens (cache additive).
+CACHE_ADDITIVE_PROVIDERS: Final = frozenset({"anthropic"})
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -332,14 +332,25 @@ def test_libraries_following_the_otel_convention_are_not_counted_twice(
     assert _usage(record) == (5050, 3000, 1000, 420, convention)
 
 
-def test_openlit_sends_input_without_the_cache() -> None:
-    record = _norm(_ANTHROPIC_API, scope_name="openlit.otel.tracing")
+def test_openlit_sends_input_as_the_provider_reports_it() -> None:
+    scope = "openlit.instrumentation.anthropic"
+    record = _norm(_ANTHROPIC_API, scope_name=scope)
     assert _usage(record) == (5050, 3000, 1000, 420, "openlit")
     # even when its uncached input happens to exceed the cache
-    record = _norm(
-        {**_ANTHROPIC_API, "gen_ai.usage.input_tokens": 4100}, scope_name="openlit.otel.tracing"
-    )
+    record = _norm({**_ANTHROPIC_API, "gen_ai.usage.input_tokens": 4100}, scope_name=scope)
     assert record.input_tokens == 8100
+    # OpenAI's input includes its cached tokens
+    openai = {**_ANTHROPIC_OTEL, "gen_ai.system": "openai"}
+    record = _norm(openai, scope_name="openlit.instrumentation.openai")
+    assert _usage(record) == (5050, 3000, 1000, 420, "openlit")
+
+
+def test_openlits_cost_is_its_own_estimate_and_stays_for_reference() -> None:
+    """OpenLIT prices calls from its own list, leaving cache prices out: not a charge."""
+    attributes = {**_ANTHROPIC_API, "gen_ai.usage.cost": 0.00945}
+    record = _norm(attributes, scope_name="openlit.instrumentation.anthropic")
+    assert (record.cost_usd, record.cost_source) == (None, "unknown")  # the catalog prices it
+    assert record.attributes["gen_ai.usage.cost"] == 0.00945
 
 
 def test_unknown_scope_reads_the_otel_convention() -> None:
@@ -401,7 +412,7 @@ def test_a_reported_zero_cost_stays_for_reference() -> None:
         "gen_ai.usage.output_tokens": 10,
         "gen_ai.usage.cost": 0,
     }
-    record = _norm(attributes, scope_name="openlit.otel.tracing")
+    record = _norm(attributes, scope_name="acme.llm")
     assert (record.cost_usd, record.cost_source) == (Decimal(0), "reported")
     assert record.attributes["gen_ai.usage.cost"] == 0  # pricing may replace the figure
     attributes["gen_ai.usage.cost"] = 0.25
@@ -431,9 +442,24 @@ _LANGFUSE = {
             "output_reasoning_tokens": 120,
             "total": 5470,
         },
+        # Langfuse 3's OpenAI integration: OpenAI's usage object as it came
+        {
+            "completion_tokens": 420,
+            "prompt_tokens": 5050,
+            "total_tokens": 5470,
+            "completion_tokens_details": {"audio_tokens": 0, "reasoning_tokens": 120},
+            "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 3000},
+        },
+        # ... or without its total
+        {
+            "completion_tokens": 420,
+            "prompt_tokens": 5050,
+            "completion_tokens_details": {"reasoning_tokens": 120, "note": None},
+            "prompt_tokens_details": {"cached_tokens": 3000},
+        },
     ],
 )
-def test_langfuse_generations_are_llm_calls(details: dict[str, int]) -> None:
+def test_langfuse_generations_are_llm_calls(details: dict[str, Any]) -> None:
     attributes = {
         **_LANGFUSE,
         "langfuse.observation.usage_details": json.dumps(details),
@@ -467,6 +493,8 @@ def test_a_langfuse_generation_without_usage_is_still_a_call() -> None:
 )
 def test_tenant_from_other_sdks_metadata(key: str) -> None:
     assert _norm({key: "apex-legal"}).tenant_id == "apex-legal"
+    if key.startswith("langfuse."):  # Langfuse 5 writes metadata values as JSON
+        assert _norm({key: '"apex-legal"'}).tenant_id == "apex-legal"
     # our own attribute wins over theirs
     assert _norm({key: "other", "tenant.id": "apex-legal"}).tenant_id == "apex-legal"
 

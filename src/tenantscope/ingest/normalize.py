@@ -132,14 +132,19 @@ def normalize_span(
     provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
     tokens: dict[str, int] = {}
     convention = ""
+    listed = semconv.convention_for(span.scope_name, span.scope_version)
     if kind == "llm" and has_tokens:
         if details is not None:
             tokens, convention = details, "langfuse"
         else:
             counts = {name: lookup.tokens(name) for name in _TOKEN_FIELDS}
-            tokens, convention = _normalize_tokens(counts, lookup, span)
+            tokens, convention = _normalize_tokens(counts, lookup, span, provider, listed)
     rest = lookup.rest
-    if cost is not None and not cost and any(tokens.values()):
+    if cost is not None and listed is not None and listed.cost_is_estimate:
+        # the library's own guess, not what the app was charged: the catalog prices it
+        rest = _with_reported_cost(rest, lookup)
+        cost = None
+    elif cost is not None and not cost and any(tokens.values()):
         # instrumentations write 0 when they have no price: pricing decides (see the
         # pricer), the figure stays among the attributes for reference
         rest = _with_reported_cost(rest, lookup)
@@ -241,6 +246,25 @@ _NOT_HELD = frozenset(
 _HELD_KEYS = frozenset(
     key for key, ranks in _SPAN_KEYS.items() if any(f not in _NOT_HELD for f, _ in ranks)
 )
+# Langfuse 5 writes metadata values as JSON ('"apex-legal"' for the string apex-legal)
+_JSON_TEXT_KEYS = frozenset(
+    key
+    for key in _SPAN_KEYS
+    if key.startswith(("langfuse.trace.metadata.", "langfuse.observation.metadata."))
+)
+
+
+def _json_text(value: Any) -> Any:
+    """A JSON string literal's text; anything else as it is."""
+    if type(value) is str and len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, str) else value
+    return value
+
+
 # attributes steering a record column, left out when they say what the record says
 _LOGIC_KEYS = frozenset(
     {semconv.SPAN_KIND, semconv.STATUS, semconv.BILLABLE_STATE, semconv.ERROR_TYPE}
@@ -268,6 +292,8 @@ class _Lookup:
             if ranks is None or value is None or (type(value) is str and not value.strip()):
                 rest[key] = value
                 continue
+            if key in _JSON_TEXT_KEYS:
+                value = _json_text(value)
             held = key in _HELD_KEYS
             won = False
             for field, rank in ranks:
@@ -402,7 +428,11 @@ def _provider(
 
 
 def _normalize_tokens(
-    counts: dict[str, int | None], lookup: _Lookup, span: RawSpan
+    counts: dict[str, int | None],
+    lookup: _Lookup,
+    span: RawSpan,
+    provider: str,
+    listed: semconv.Convention | None,
 ) -> tuple[dict[str, int], str]:
     """Token figures in the record's convention, and the name of the rule that read them
     (``semconv.CONVENTIONS`` / ``semconv.USAGE_RULES``)."""
@@ -411,8 +441,12 @@ def _normalize_tokens(
     inp = values["input_tokens"]
     if _truthy(span.attributes.get(semconv.INPUT_INCLUDES_CACHE)):
         includes, rule = True, "attribute"
-    elif (listed := semconv.convention_for(span.scope_name, span.scope_version)) is not None:
-        includes, rule = listed.input_includes_cache, listed.name
+    elif listed is not None:
+        rule = listed.name
+        if listed.input_includes_cache is None:  # as the provider's API reports it
+            includes = provider not in semconv.CACHE_ADDITIVE_PROVIDERS
+        else:
+            includes = listed.input_includes_cache
     else:
         total = lookup.raw("total_tokens")
         total = None if total is None else limits.check_tokens("total_tokens", total)
@@ -437,16 +471,28 @@ def _check_totals(values: dict[str, int]) -> None:
             fail(name, f"{values[name]} is above the limit of {limits.MAX_TOKENS} tokens per call")
 
 
-# Langfuse usage-detail keys, by what they count. Langfuse prices each key on its own, so
-# keys are disjoint unless ``total`` says the plain ``input``/``output`` already hold them.
+# Langfuse usage-detail keys, by what they count (first present wins). Langfuse v3's OpenAI
+# integration sends the provider's usage object as it came (prompt_tokens, nested details);
+# usage given by hand uses Langfuse's own keys, each priced apart (input without its cache).
+_LANGFUSE_INPUT = ("input", "prompt_tokens", "input_tokens")
+_LANGFUSE_OUTPUT = ("output", "completion_tokens", "output_tokens")
+_LANGFUSE_TOTAL = ("total", "total_tokens")
 _LANGFUSE_CACHE_READ = (
     "input_cached_tokens",
     "cache_read_input_tokens",
     "input_cache_read",
     "cached_tokens",
+    "prompt_tokens_details.cached_tokens",
+    "input_tokens_details.cached_tokens",
 )
 _LANGFUSE_CACHE_WRITE = ("cache_creation_input_tokens", "input_cache_creation", "input_cache_write")
-_LANGFUSE_REASONING = ("output_reasoning_tokens", "output_reasoning", "reasoning_tokens")
+_LANGFUSE_REASONING = (
+    "output_reasoning_tokens",
+    "output_reasoning",
+    "reasoning_tokens",
+    "completion_tokens_details.reasoning_tokens",
+    "output_tokens_details.reasoning_tokens",
+)
 _LANGFUSE_FIELDS = frozenset({"usage_details", "cost_details", "observation_type"})
 
 
@@ -457,28 +503,35 @@ def _usage_details(lookup: _Lookup) -> dict[str, int] | None:
         return None
     units: dict[str, int] = {}
     for key, value in raw.items():
-        if isinstance(key, str) and value is not None:
-            units[key] = limits.check_tokens(f"langfuse usage_details.{key}", value)
-    inp = units.get("input", units.get("prompt_tokens", 0))
-    out = units.get("output", units.get("completion_tokens", 0))
-    read = next((units[k] for k in _LANGFUSE_CACHE_READ if k in units), 0)
-    write = next((units[k] for k in _LANGFUSE_CACHE_WRITE if k in units), 0)
-    reasoning = next((units[k] for k in _LANGFUSE_REASONING if k in units), 0)
-    total = units.get("total")
-    # other input_*/output_* keys (audio, image ...) are parts of input/output too
-    other_in = sum(
-        v
-        for k, v in units.items()
-        if k.startswith("input_") and k not in _LANGFUSE_CACHE_READ + _LANGFUSE_CACHE_WRITE
-    )
-    other_out = sum(
-        v for k, v in units.items() if k.startswith("output_") and k not in _LANGFUSE_REASONING
-    )
-    if total is not None and total == inp + out and inp >= read + write:
-        pass  # input and output already include their details
+        # one level of nesting (the provider's ``*_details`` objects); other values
+        # (null, text) say nothing countable
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, count in items:
+            if isinstance(count, int) and not isinstance(count, bool):
+                name = f"{key}.{sub}" if sub else str(key)
+                units[name] = limits.check_tokens(f"langfuse usage_details.{name}", count)
+
+    def first(names: tuple[str, ...]) -> tuple[str, int]:
+        return next(((n, units[n]) for n in names if n in units), ("", 0))
+
+    in_key, inp = first(_LANGFUSE_INPUT)
+    out = first(_LANGFUSE_OUTPUT)[1]
+    read = first(_LANGFUSE_CACHE_READ)[1]
+    write = first(_LANGFUSE_CACHE_WRITE)[1]
+    reasoning = first(_LANGFUSE_REASONING)[1]
+    total_key, total = first(_LANGFUSE_TOTAL)
+    if total_key:
+        inclusive = total == inp + out  # else the cache and reasoning are counted apart
     else:
-        inp += read + write + other_in
-        out += reasoning + other_out
+        # the provider's own object: OpenAI's prompt/input tokens include the cache,
+        # Anthropic's input_tokens (beside cache_read_input_tokens) do not
+        inclusive = in_key == "prompt_tokens" or (
+            in_key == "input_tokens" and "input_tokens_details.cached_tokens" in units
+        )
+    if not inclusive or inp < read + write:
+        inp += read + write
+    if out < reasoning or (not inclusive and in_key == "input"):
+        out += reasoning
     values = {
         "input_tokens": inp,
         "output_tokens": out,
