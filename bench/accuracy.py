@@ -111,6 +111,9 @@ def main() -> int:
                 row.append("[dim]n/a[/dim]")
                 if cells and cells[0].note:
                     notes.append(f"{library} {shape}: {cells[0].note}")
+            elif all(c.exact for c in cells) and cells[0].note:
+                row.append("[yellow]known limit[/yellow]")
+                notes.append(f"{library} {shape}: {cells[0].note}")
             elif all(c.exact for c in cells):
                 row.append("[green]exact[/green]")
             else:
@@ -120,7 +123,7 @@ def main() -> int:
         table.add_row(library, *row)
     console.print(table)
     for note in notes:
-        console.print(f"[dim]n/a: {note}[/dim]")
+        console.print(f"[dim]{note}[/dim]")
     for library, pkgs in versions.items():
         own = {k: v for k, v in pkgs.items() if k not in _COMMON}
         clients = ", ".join(f"{k} {pkgs[k]}" for k in ("openai", "anthropic") if k in pkgs)
