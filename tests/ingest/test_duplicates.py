@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tenantscope.ingest.attribution import resolve_trace
 from tenantscope.ingest.duplicates import DUPLICATE, preference, resolve_duplicates
 from tenantscope.records import UsageRecord
 from tenantscope.server.services import Services
-from tenantscope.storage.serialize import records_to_arrow
 from tests.conftest import make_settings
-from tests.ingest.test_writer import T0, _rollup_totals, llm
+from tests.ingest.test_writer import T0, _rollup_totals, llm, worker_table
 
 FULL = {"input_tokens": 5050, "output_tokens": 420, "cache_read_tokens": 3000}
 PLAIN = {"input_tokens": 5050, "output_tokens": 420}
@@ -109,15 +107,7 @@ def _send(svc: Services, request: list[UsageRecord], tables: bool) -> None:
     if not tables:
         svc.writer.write_sync([r.replace() for r in request])
         return
-    mine = [r.replace() for r in request]
-    by_trace: dict[str, list[UsageRecord]] = {}
-    for r in mine:
-        by_trace.setdefault(r.trace_id, []).append(r)
-    for group in by_trace.values():
-        resolve_trace(group)  # as a decode worker does within its request
-    for r in mine:
-        svc.price(r)
-    asyncio.run(svc.writer.write_table(records_to_arrow(mine)))
+    asyncio.run(svc.writer.write_table(worker_table(svc, request)))
     asyncio.run(svc.writer.wait_applied())
 
 
@@ -157,26 +147,22 @@ def test_copies_count_once_whatever_the_order_and_requests(
         svc.close()
 
 
+def _copy(trace: str, hours: float, usage: dict[str, int]) -> UsageRecord:
+    """A report of response r of tenant acme, in a trace of its own."""
+    start = T0 + timedelta(hours=hours)
+    return llm(f"{trace}:1", trace * 32, "1" * 16, "", tenant_id="acme", response_id="r",
+               start_time=start, **usage)  # fmt: skip
+
+
 def test_a_later_more_complete_copy_takes_over_and_the_stored_one_steps_down(
     tmp_path: Path,
 ) -> None:
     svc = Services.open(make_settings(tmp_path / "data", ingest_workers=0))
     try:
-        plain = llm("a:1", "a" * 32, "1" * 16, "", tenant_id="acme", response_id="r", **PLAIN)
-        svc.writer.write_sync([plain])
+        svc.writer.write_sync([_copy("a", 0, PLAIN)])
         assert _counted(svc) == {"a:1"}
         # hours later, in another trace: a copy with the cache figures
-        full = llm(
-            "b:1",
-            "b" * 32,
-            "1" * 16,
-            "",
-            tenant_id="acme",
-            response_id="r",
-            start_time=T0 + timedelta(hours=3),
-            **FULL,
-        )
-        svc.writer.write_sync([full])
+        svc.writer.write_sync([_copy("b", 3, FULL)])
         assert _counted(svc) == {"b:1"}
         reason = svc.events.fetch("SELECT shadow_reason FROM records WHERE event_id = 'a:1'")
         span, trace = "1" * 16, "b" * 32
@@ -184,17 +170,7 @@ def test_a_later_more_complete_copy_takes_over_and_the_stored_one_steps_down(
             {"shadow_reason": f"duplicate of response r: span {span} of trace {trace} counts it"}
         ]
         # beyond the window (24 h) a copy is another call
-        late = llm(
-            "c:1",
-            "c" * 32,
-            "1" * 16,
-            "",
-            tenant_id="acme",
-            response_id="r",
-            start_time=T0 + timedelta(hours=30),
-            **FULL,
-        )
-        svc.writer.write_sync([late])
+        svc.writer.write_sync([_copy("c", 30, FULL)])
         assert _counted(svc) == {"b:1", "c:1"}
     finally:
         svc.close()

@@ -7,6 +7,7 @@ import random
 import threading
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
 import pytest
 
 from tenantscope.ingest.writer import BatchWriter
@@ -33,6 +34,23 @@ def llm(event: str, trace: str, sid: str, parent: str, **kw: object) -> UsageRec
     )
     base.update(kw)
     return UsageRecord(**base)  # type: ignore[arg-type]
+
+
+def worker_table(svc: Services, request: list[UsageRecord]) -> pa.Table:
+    """Copies of a request's records resolved and priced as a decode worker hands them
+    to the writer (traces resolved within the request, then an Arrow table)."""
+    from tenantscope.ingest.attribution import resolve_trace
+    from tenantscope.storage.serialize import records_to_arrow
+
+    mine = [r.replace() for r in request]
+    by_trace: dict[str, list[UsageRecord]] = {}
+    for r in mine:
+        by_trace.setdefault(r.trace_id, []).append(r)
+    for group in by_trace.values():
+        resolve_trace(group)
+    for r in mine:
+        svc.price(r)
+    return records_to_arrow(mine)
 
 
 def counted_totals(svc: Services) -> tuple[int, int]:
@@ -201,8 +219,6 @@ def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
     import asyncio
     from pathlib import Path
 
-    from tenantscope.ingest.attribution import resolve_trace
-    from tenantscope.storage.serialize import records_to_arrow
     from tests.conftest import make_settings
 
     base = Path(str(tmp_path))
@@ -225,15 +241,7 @@ def test_tables_and_records_paths_store_the_same_and_keep_rollups_exact(
         for req in requests:
             records = [r.replace() for r in req]
             assert plain.writer.write_sync(records).accepted >= 0
-            mine = [r.replace() for r in req]
-            by_trace: dict[str, list[UsageRecord]] = {}
-            for r in mine:
-                by_trace.setdefault(r.trace_id, []).append(r)
-            for group in by_trace.values():
-                resolve_trace(group)  # as the decode worker does within a request
-            for r in mine:
-                tables.price(r)
-            asyncio.run(tables.writer.write_table(records_to_arrow(mine)))
+            asyncio.run(tables.writer.write_table(worker_table(tables, req)))
         asyncio.run(tables.writer.wait_applied())  # answered once logged; stored next
         assert _stored(tables) == _stored(plain)
         assert counted_totals(tables) == counted_totals(plain)
