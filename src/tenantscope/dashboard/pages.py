@@ -17,8 +17,9 @@ from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import pages
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.query.models import SlaRow, TraceDetail
-from tenantscope.query.queries import TRACE_STATUSES, Queries
+from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
+from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
