@@ -95,6 +95,9 @@ def _insert_sql() -> str:
         "events": "'[]'",
         "source": "'otlp'",
         "received_at": "start_time + to_milliseconds(dur) + INTERVAL 2 SECOND",
+        "customer_id": "''",
+        "usage_convention": "CASE WHEN s = 0 THEN '' ELSE 'otel-genai' END",
+        "shadow_reason": "''",
     }
     missing = set(RECORD_FIELDS) ^ set(cols)
     if missing:  # records.py changed: the generator must be told about the new fields
@@ -134,6 +137,9 @@ def _insert_sql() -> str:
     SELECT
         {select}
     FROM valued
+    -- a share of the traces lose their root span, as when Langfuse 5 filters plain-OTel
+    -- parent spans out of its export: their spans' parent is never stored
+    WHERE s > 0 OR (ht >> 4) % 1000 >= $rootless_permille
     """
 
 
@@ -145,8 +151,10 @@ def fill_event_store(
     days: int = 30,
     end: datetime | None = None,
     seed: int = 1,
+    rootless: float = 0.0,
 ) -> float:
-    """Create the store at ``path`` and append ``rows`` synthetic spans; return seconds."""
+    """Create the store at ``path`` and append ``rows`` synthetic spans (fewer by the root
+    spans of the ``rootless`` share of traces, which are left out); return seconds."""
     store = DuckDBEventStore(path)  # creates the records table exactly as the server would
     store.close()
     end_t = (end or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
@@ -164,6 +172,7 @@ def fill_event_store(
                 "start": start_t,
                 "span_us": days * 86_400_000_000,
                 "traces": traces,
+                "rootless_permille": round(rootless * 1000),
             },
         )
         con.execute("CHECKPOINT")

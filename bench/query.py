@@ -2,6 +2,7 @@
 
     python bench/query.py                   # 10M spans, 1,000 Zipf tenants, 30 days
     python bench/query.py --rows 200000     # a quick run
+    python bench/query.py --rootless 1      # every trace's root span missing (Langfuse 5)
 
 The store file is generated once (bench/_synth.py, SQL inside DuckDB) and cached at --db;
 reruns with the same --rows reuse it. Then the real ``Queries`` over the real
@@ -48,10 +49,12 @@ def _meta_path(db: Path) -> Path:
     return db.with_suffix(db.suffix + ".meta.json")
 
 
-def _prepare(db: Path, rows: int, tenants: int, days: int, fresh: bool) -> datetime:
+def _prepare(
+    db: Path, rows: int, tenants: int, days: int, rootless: float, fresh: bool
+) -> datetime:
     """Make sure ``db`` holds ``rows`` synthetic rows; return the data's end time."""
     meta = _meta_path(db)
-    want = {"rows": rows, "tenants": tenants, "days": days}
+    want = {"rows": rows, "tenants": tenants, "days": days, "rootless": rootless}
     if not fresh and db.exists() and meta.exists():
         known = json.loads(meta.read_text())
         if {k: known.get(k) for k in want} == want:
@@ -64,15 +67,18 @@ def _prepare(db: Path, rows: int, tenants: int, days: int, fresh: bool) -> datet
     # in a child process, so that the peak memory reported below is the queries' alone
     subprocess.run(
         [sys.executable, __file__, "--generate-only", "--db", str(db), "--rows", str(rows),
-         "--tenants", str(tenants), "--days", str(days), "--end", end.isoformat()],
+         "--tenants", str(tenants), "--days", str(days), "--end", end.isoformat(),
+         "--rootless", str(rootless)],
         check=True,
     )  # fmt: skip
     meta.write_text(json.dumps({**want, "end": end.isoformat()}))
     return end
 
 
-def _generate(db: Path, rows: int, tenants: int, days: int, end: datetime) -> None:
-    seconds = _synth.fill_event_store(db, rows, tenants=tenants, days=days, end=end)
+def _generate(db: Path, rows: int, tenants: int, days: int, end: datetime, rootless: float) -> None:
+    seconds = _synth.fill_event_store(
+        db, rows, tenants=tenants, days=days, end=end, rootless=rootless
+    )
     print(f"  generated in {seconds:.1f} s ({rows / seconds:,.0f} rows/s), "
           f"{db.stat().st_size / 2**20:,.0f} MiB on disk")  # fmt: skip
 
@@ -109,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--rootless", type=float, default=0.0, help="share of traces without their root span"
+    )
     parser.add_argument("--db", type=Path, default=None, help="cached store file")
     parser.add_argument("--fresh", action="store_true", help="regenerate even if cached")
     parser.add_argument("--memory-limit", default="400MB", help="DuckDB memory_limit")
@@ -116,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end", type=datetime.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    db: Path = args.db or Path(f"/tmp/tenantscope-bench/query-{args.rows}.duckdb")
+    suffix = f"-rootless{args.rootless:g}" if args.rootless else ""
+    db: Path = args.db or Path(f"/tmp/tenantscope-bench/query-{args.rows}{suffix}.duckdb")
     db.parent.mkdir(parents=True, exist_ok=True)
     if args.generate_only:
-        _generate(db, args.rows, args.tenants, args.days, args.end)
+        _generate(db, args.rows, args.tenants, args.days, args.end, args.rootless)
         return 0
-    end = _prepare(db, args.rows, args.tenants, args.days, args.fresh)
+    end = _prepare(db, args.rows, args.tenants, args.days, args.rootless, args.fresh)
 
     config = SQLiteConfigStore(db.with_suffix(".config.sqlite"))
     _configure_tenants(config, args.tenants)
@@ -148,6 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         ("tenants list, 7 days", lambda: queries.tenants(scope, week, sort="cost")),
         (f"tenant usage, 24 h ({mid})", lambda: queries.tenant_usage(scope, mid, day)),
         ("trace lookup", lambda: queries.trace(scope, trace_id)),
+        ("traces list, 7 days", lambda: queries.traces(scope, week)),
+        (
+            f"traces of one tenant, 7 days ({mid})",
+            lambda: queries.traces(scope, week, tenant_id=mid),
+        ),
+        (
+            "traces of one feature, 7 days",
+            lambda: queries.traces(scope, week, feature=_synth.FEATURES[2]),
+        ),
         (
             f"hourly cost series, {args.days} days",
             lambda: queries.timeseries(scope, month, "cost", "hour"),
@@ -182,7 +201,10 @@ def _sanity(name: str, result: Any) -> None:
     elif name.startswith("tenant usage"):
         assert result.request_count > 0, result
     elif name.startswith("trace lookup"):
-        assert result.spans == _synth.SPANS_PER_TRACE, result
+        # a trace of a --rootless run lacks its root span
+        assert result.spans in (_synth.SPANS_PER_TRACE - 1, _synth.SPANS_PER_TRACE), result
+    elif name.startswith("traces"):
+        assert result.items and result.items[0].spans >= _synth.SPANS_PER_TRACE - 1, result
     else:
         assert result.series and any(p.value for p in result.series[0].points), result
 

@@ -17,8 +17,9 @@ from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import pages
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.query.models import SlaRow, TraceDetail
-from tenantscope.query.queries import TRACE_STATUSES, Queries
+from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
+from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
@@ -163,12 +164,19 @@ def tenant(
             scope, rng, "requests", picked.interval, tenant_id=tenant_id
         ),
         breakdowns=lambda: queries.breakdowns(
-            scope, rng, ("model", "feature", "user", "workspace"), tenant_id=tenant_id, limit=8
+            scope,
+            rng,
+            ("model", "feature", "user", "workspace", "customer"),
+            tenant_id=tenant_id,
+            limit=8,
         ),
         sla=lambda: queries.sla(scope, rng, tenant_id=tenant_id),
         users=lambda: queries.users(scope, rng, tenant_id=tenant_id, sort="cost", limit=10),
         sessions=lambda: queries.sessions(scope, rng, tenant_id=tenant_id, limit=10),
     )
+    breakdowns = got["breakdowns"]
+    # end customers get a card of their own (linking to their traces), not a generic one
+    customers = breakdowns.pop("customer")
     return _page(
         request,
         "tenant.html",
@@ -178,7 +186,9 @@ def tenant(
         tenant_id=tenant_id,
         cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
         requests_chart=charts.series_chart(got["requests"], "requests"),
-        breakdowns=got["breakdowns"],
+        breakdowns=breakdowns,
+        customers=customers,
+        any_customer=any(r.key for r in customers.items),
         sla=got["sla"][0] if got["sla"] else None,
         users=got["users"],
         sessions=got["sessions"],
@@ -194,6 +204,7 @@ def traces(
     tenant: str | None = None,
     user: str | None = None,
     session: str | None = None,
+    customer: str | None = None,
     model: str | None = None,
     feature: str | None = None,
     status: str | None = None,
@@ -203,6 +214,7 @@ def traces(
         "tenant": tenant,
         "user": user,
         "session": session,
+        "customer": customer,
         "model": model,
         "feature": feature,
         "status": status,
@@ -213,6 +225,7 @@ def traces(
         tenant_id=tenant,
         user_id=user or None,
         session_id=session or None,
+        customer_id=customer or None,
         model=model or None,
         feature=feature or None,
         status=status or None,

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse
 from tenantscope import __version__
 from tenantscope.dashboard.assets import asset_version
 from tenantscope.query.models import rfc3339
+from tenantscope.semconv import describe_usage_convention
 from tenantscope.server.sessions import CSRF_COOKIE, SESSION_COOKIE, new_csrf_token
 from tenantscope.storage.serialize import to_utc_aware
 
@@ -117,6 +118,12 @@ def tenant_label(tenant_id: str) -> str:
     return tenant_id if tenant_id else NO_TENANT
 
 
+def usage_rule(name: str) -> str:
+    """What a span's ``usage_convention`` means; the name itself for one we don't know
+    (a newer ingest than this dashboard)."""
+    return describe_usage_convention(name) or name
+
+
 def _asset_url(name: str) -> str:
     try:
         return f"/static/{name}?v={asset_version(name)}"
@@ -160,6 +167,7 @@ class Pages:
             iso=iso,
             ago=ago,
             tenant_label=tenant_label,
+            usage_rule=usage_rule,
         )
         env.globals.update(delta=delta, version=__version__, NO_TENANT=NO_TENANT, asset=_asset_url)
         self.env = env

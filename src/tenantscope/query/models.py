@@ -96,12 +96,20 @@ class TenantUsage(_Model):
     end: Timestamp
 
 
+INCOMPLETE = (
+    "true when the trace's root span (a span without a parent) was never received, e.g."
+    " because Langfuse 5 drops plain-OTel parent spans: the trace is then shown from its"
+    " earliest span whose parent is not stored"
+)
+
+
 class TraceRow(_Model):
     trace_id: str
-    name: str
+    name: Annotated[str, Field(description="the name of the root (or display root) span")]
     tenant_id: str
     user_id: str
     session_id: str
+    customer_id: Annotated[str, Field(description="the tenant's end customer, if sent")] = ""
     start_time: Timestamp
     duration_ms: float
     spans: int
@@ -112,6 +120,7 @@ class TraceRow(_Model):
     cost_usd: Money
     status: str
     models: list[str] = []
+    incomplete: Annotated[bool, Field(description=INCOMPLETE)] = False
 
 
 class SpanNode(_Model):
@@ -124,6 +133,9 @@ class SpanNode(_Model):
     workspace_id: str
     user_id: str
     session_id: str
+    customer_id: Annotated[
+        str, Field(description="the tenant's end customer (llmobserve's set_customer_id)")
+    ] = ""
     feature: str
     billable_action: str
     customer_visible_label: str
@@ -138,11 +150,21 @@ class SpanNode(_Model):
     cache_read_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int
+    usage_convention: Annotated[
+        str,
+        Field(
+            description="which rule read the token figures (tenantscope.semconv:"
+            " CONVENTIONS names or USAGE_RULES keys); empty without usage"
+        ),
+    ] = ""
     cost_usd: Money
     cost_source: str
     price_version: str
     counted: bool
     shadowed: bool
+    shadow_reason: Annotated[
+        str, Field(description="why a shadowed span does not count; empty when it counts")
+    ] = ""
     start_time: Timestamp
     end_time: Timestamp
     duration_ms: float
@@ -167,7 +189,11 @@ class TraceDetail(_Model):
     requests: int
     total_tokens: int
     cost_usd: Money
-    roots: list[SpanNode]
+    incomplete: Annotated[bool, Field(description=INCOMPLETE)] = False
+    roots: Annotated[
+        list[SpanNode],
+        Field(description="top-level spans: the root, and any span whose parent is not stored"),
+    ]
 
 
 class ActorRow(_Model):

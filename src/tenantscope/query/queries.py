@@ -7,14 +7,13 @@ fragments that differ between backends. All values travel as parameters, never a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from tenantscope.errors import BadRequest, NotFound
+from tenantscope.query.common import Where, aware, money, ms, to_int
 from tenantscope.query.models import (
     ActorRow,
     Breakdown,
@@ -24,7 +23,6 @@ from tenantscope.query.models import (
     Series,
     SeriesPoint,
     SlaRow,
-    SpanNode,
     TenantConfigOut,
     TenantDetail,
     TenantRow,
@@ -37,6 +35,7 @@ from tenantscope.query.models import (
 from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
 from tenantscope.query.scope import Scope
 from tenantscope.query.sources import Sources, TenantFilter, percentiles_sql, sources
+from tenantscope.query.traces import TraceFilters, TraceQueries
 from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
 from tenantscope.storage.rollups import COUNTED, LATENCY_BASE
 
@@ -66,6 +65,8 @@ BREAKDOWNS: dict[str, str] = {
     "feature": "feature",
     "user": "user_id",
     "workspace": "workspace_id",
+    # the tenant's own end customer (llmobserve's set_customer_id); "" when none was sent
+    "customer": "customer_id",
     "billable_action": "billable_action",
     "tenant": "tenant_id",
     "environment": "environment",
@@ -75,42 +76,6 @@ BREAKDOWNS: dict[str, str] = {
 METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 5000
-TRACE_STATUSES = ("ok", "error", "cancelled")
-# How far from its root a trace's spans are looked for when totalling a listed trace (the
-# ingest writer joins spans of one trace over the same distance by default).
-TRACE_SPAN_HOURS = 6
-
-
-@dataclass(slots=True)
-class _Where:
-    """WHERE clauses and their parameters, starting with the scope and the time range."""
-
-    clauses: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, scope: Scope, rng: TimeRange | None = None) -> _Where:
-        w = cls()
-        if not scope.is_all:
-            w.add("tenant_id = :scope_tenant", scope_tenant=scope.tenant_id)
-        if rng is not None:
-            start, end = rng.naive()
-            w.add("start_time >= :start AND start_time < :end", start=start, end=end)
-        return w
-
-    def add(self, clause: str, **params: Any) -> _Where:
-        self.clauses.append(clause)
-        self.params.update(params)
-        return self
-
-    def eq(self, column: str, value: str | None, name: str) -> _Where:
-        if value is not None and value != "":
-            self.add(f"{column} = :{name}", **{name: value})
-        return self
-
-    @property
-    def sql(self) -> str:
-        return "WHERE " + " AND ".join(self.clauses) if self.clauses else ""
 
 
 def _order(value: str | None) -> str:
@@ -138,32 +103,13 @@ def _offset(cursor: str | None) -> int:
     return off
 
 
-def _aware(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    raise TypeError(f"not a datetime: {value!r}")
-
-
-def _ms(value: Any) -> float | None:
-    return None if value is None else round(float(value), 3)
-
-
-def _int(value: Any) -> int:
-    return int(value or 0)
-
-
-def _money(value: Any) -> Decimal:
-    return Decimal(0) if value is None else Decimal(value)
-
-
 class Queries:
     def __init__(self, events: EventStore, config: ConfigStore) -> None:
         self.events = events
         self.config = config
         d = events.dialect
         self._d = d
+        self._traces = TraceQueries(events)
         # Sums for user and session lists (no percentiles: the lists don't show them, and
         # a quantile per group is the costliest part of such a scan).
         self._actor_sums_sql = f"""
@@ -188,23 +134,23 @@ class Queries:
     def _totals(row: dict[str, Any] | None) -> Totals:
         if row is None:
             return Totals()
-        requests = _int(row.get("requests"))
-        errors = _int(row.get("errors"))
+        requests = to_int(row.get("requests"))
+        errors = to_int(row.get("errors"))
         return Totals(
-            sessions=_int(row.get("sessions")),
-            traces=_int(row.get("traces")),
+            sessions=to_int(row.get("sessions")),
+            traces=to_int(row.get("traces")),
             requests=requests,
-            input_tokens=_int(row.get("input_tokens")),
-            output_tokens=_int(row.get("output_tokens")),
-            total_tokens=_int(row.get("total_tokens")),
-            cost_usd=_money(row.get("cost_usd")),
-            unpriced_requests=_int(row.get("unpriced_requests")),
+            input_tokens=to_int(row.get("input_tokens")),
+            output_tokens=to_int(row.get("output_tokens")),
+            total_tokens=to_int(row.get("total_tokens")),
+            cost_usd=money(row.get("cost_usd")),
+            unpriced_requests=to_int(row.get("unpriced_requests")),
             errors=errors,
             error_rate=round(errors / requests, 6) if requests else 0.0,
-            p50_ms=_ms(row.get("p50_ms")),
-            p95_ms=_ms(row.get("p95_ms")),
-            first_seen=_aware(row.get("first_seen")),
-            last_seen=_aware(row.get("last_seen")),
+            p50_ms=ms(row.get("p50_ms")),
+            p95_ms=ms(row.get("p95_ms")),
+            first_seen=aware(row.get("first_seen")),
+            last_seen=aware(row.get("last_seen")),
         )
 
     def _require_tenant(self, scope: Scope, tenant_id: str) -> None:
@@ -400,15 +346,15 @@ class Queries:
         row = rows[0] if rows else {}
         return TenantUsage(
             tenant_id=tenant_id,
-            token_count=_int(row.get("total_tokens")),
-            request_count=_int(row.get("requests")),
-            session_count=_int(row.get("sessions")),
-            total_cost=_money(row.get("cost_usd")),
+            token_count=to_int(row.get("total_tokens")),
+            request_count=to_int(row.get("requests")),
+            session_count=to_int(row.get("sessions")),
+            total_cost=money(row.get("cost_usd")),
             start=rng.start,
             end=rng.end,
         )
 
-    # -- traces ------------------------------------------------------------------------
+    # -- traces (query/traces.py) ------------------------------------------------------
     def traces(
         self,
         scope: Scope,
@@ -417,156 +363,30 @@ class Queries:
         tenant_id: str | None = None,
         user_id: str | None = None,
         session_id: str | None = None,
+        customer_id: str | None = None,
         model: str | None = None,
         feature: str | None = None,
         status: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[TraceRow]:
-        """Traces whose root span started in the range, newest first. A filter matches a
-        trace when any of its spans matches (status ``ok``: none failed).
-
-        Two steps, so the cost follows the page, not the range: the newest matching root
-        spans (a top-N over one row per trace), then the totals of just those traces."""
-        lim = check_limit(limit)
-        if status is not None and status != "" and status not in TRACE_STATUSES:
-            raise BadRequest(f"status must be one of {', '.join(TRACE_STATUSES)}")
-        if tenant_id is not None and not scope.allows(tenant_id):
-            return Page[TraceRow](items=[])
-        roots = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
-        roots.add("parent_span_id = ''")
-        in_range = "SELECT trace_id FROM records WHERE start_time >= :start AND start_time < :end"
-        for column, value, name in (
-            ("user_id", user_id, "f_user"),
-            ("session_id", session_id, "f_session"),
-            ("model", model, "f_model"),
-            ("feature", feature, "f_feature"),
-        ):
-            if value:
-                roots.add(f"trace_id IN ({in_range} AND {column} = :{name})", **{name: value})
-        if status in ("error", "cancelled"):
-            roots.add(f"trace_id IN ({in_range} AND status = :f_status)", f_status=status)
-        elif status == "ok":
-            roots.add(f"trace_id NOT IN ({in_range} AND status <> 'ok')")
-        cur = decode_cursor(cursor)
-        if cur is not None:
-            try:
-                c_time = datetime.fromisoformat(str(cur["t"]))
-                c_id = str(cur["id"])
-            except (KeyError, ValueError):
-                raise BadRequest(
-                    "cursor is not valid: pass next_cursor from a previous page"
-                ) from None
-            roots.add(
-                "(start_time < :c_time OR (start_time = :c_time AND trace_id < :c_id))",
-                c_time=c_time,
-                c_id=c_id,
-            )
-        head = self._fetch(
-            f"""SELECT trace_id, start_time, name FROM records {roots.sql}
-                ORDER BY start_time DESC, trace_id DESC LIMIT :lim""",
-            {**roots.params, "lim": lim + 1},
+        """Traces whose root span (or, without one, display root) started in the range,
+        newest first. A filter but the tenant matches a trace when any of its spans matches
+        (status ``ok``: none failed)."""
+        filters = TraceFilters(
+            tenant_id=tenant_id,
+            user_id=user_id,
+            session_id=session_id,
+            customer_id=customer_id,
+            model=model,
+            feature=feature,
+            status=status,
         )
-        more = len(head) > lim
-        head = head[:lim]
-        if not head:
-            return Page[TraceRow](items=[])
-        ids = [r["trace_id"] for r in head]
-        window = timedelta(hours=TRACE_SPAN_HOURS)
-        lo = min(r["start_time"] for r in head) - window
-        hi = max(r["start_time"] for r in head) + window
-        w = _Where.of(scope).add(
-            f"start_time BETWEEN :lo AND :hi AND {self._d.contains('ids', 'trace_id')}",
-            lo=lo,
-            hi=hi,
-            ids=ids,
-        )
-        models = self._d.distinct_concat("CASE WHEN model <> '' THEN model END")
-        sql = f"""
-            SELECT trace_id,
-                max(tenant_id) AS tenant_id, max(user_id) AS user_id,
-                max(session_id) AS session_id,
-                min(start_time) AS start_time, max(end_time) AS end_time,
-                count(*) AS spans,
-                sum(CASE WHEN {COUNTED} THEN 1 ELSE 0 END) AS requests,
-                sum(CASE WHEN {COUNTED} THEN input_tokens ELSE 0 END) AS input_tokens,
-                sum(CASE WHEN {COUNTED} THEN output_tokens ELSE 0 END) AS output_tokens,
-                sum(CASE WHEN {COUNTED} THEN cost_usd END) AS cost_usd,
-                max(CASE WHEN status = 'error' THEN 2 WHEN status = 'cancelled' THEN 1
-                    ELSE 0 END) AS worst,
-                {models} AS models
-            FROM records {w.sql}
-            GROUP BY trace_id"""
-        agg = {r["trace_id"]: r for r in self._fetch(sql, w.params)}
-        items = []
-        for h in head:
-            r = agg.get(h["trace_id"])
-            if r is None:  # pragma: no cover - the root itself is always in the window
-                continue
-            items.append(
-                TraceRow(
-                    trace_id=h["trace_id"],
-                    name=h["name"] or "",
-                    tenant_id=r["tenant_id"],
-                    user_id=r["user_id"],
-                    session_id=r["session_id"],
-                    start_time=_aware(r["start_time"]),
-                    duration_ms=round(
-                        (r["end_time"] - r["start_time"]).total_seconds() * 1000.0, 3
-                    ),
-                    spans=_int(r["spans"]),
-                    requests=_int(r["requests"]),
-                    input_tokens=_int(r["input_tokens"]),
-                    output_tokens=_int(r["output_tokens"]),
-                    total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
-                    cost_usd=_money(r["cost_usd"]),
-                    status=("ok", "cancelled", "error")[_int(r["worst"])],
-                    models=[m for m in (r["models"] or "").split(",") if m],
-                )
-            )
-        nxt = None
-        if more:
-            last = head[-1]
-            nxt = encode_cursor({"t": last["start_time"].isoformat(), "id": last["trace_id"]})
-        return Page[TraceRow](items=items, next_cursor=nxt)
+        return self._traces.page(scope, rng, filters, limit=limit, cursor=cursor)
 
     def trace(self, scope: Scope, trace_id: str) -> TraceDetail:
-        w = _Where.of(scope).eq("trace_id", trace_id, "trace")
-        rows = self._fetch(f"SELECT * FROM records {w.sql} ORDER BY start_time", w.params)
-        if not rows:
-            raise NotFound(f"trace {trace_id!r} not found")
-        nodes = {r["span_id"] or r["event_id"]: _span_node(r) for r in rows}
-        children: dict[str, list[str]] = {}
-        roots: list[str] = []
-        for key, node in nodes.items():
-            parent = node.parent_span_id
-            if parent and parent in nodes and parent != key:
-                children.setdefault(parent, []).append(key)
-            else:
-                roots.append(key)
-
-        def build(key: str, depth: int) -> SpanNode:
-            node = nodes[key]
-            kids = [build(k, depth + 1) for k in children.get(key, [])] if depth < 200 else []
-            return node.model_copy(update={"children": kids})
-
-        tree = [build(k, 0) for k in roots]
-        counted = [n for n in nodes.values() if n.counted]
-        start = min(_aware(r["start_time"]) or datetime.max for r in rows)
-        end = max(_aware(r["end_time"]) or datetime.min for r in rows)
-        cost = sum((n.cost_usd for n in counted if n.cost_usd is not None), Decimal(0))
-        return TraceDetail(
-            trace_id=trace_id,
-            tenant_id=rows[0]["tenant_id"],
-            start_time=start,
-            end_time=end,
-            duration_ms=round((end - start).total_seconds() * 1000.0, 3),
-            spans=len(rows),
-            requests=len(counted),
-            total_tokens=sum(n.input_tokens + n.output_tokens for n in counted),
-            cost_usd=cost,
-            roots=tree,
-        )
+        """One trace as a span tree; spans whose parent is not stored are top-level."""
+        return self._traces.detail(scope, trace_id)
 
     # -- users and sessions --------------------------------------------------------------
     def users(
@@ -617,7 +437,7 @@ class Queries:
         off = _offset(cursor)
         if tenant_id is not None and not scope.allows(tenant_id):
             return Page[ActorRow](items=[])
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
         w.eq("user_id", user_id, "f_user").add(f"{column} <> ''")
         # a session is one session; only a user's sessions need counting
         sessions = (
@@ -679,7 +499,7 @@ class Queries:
     def _rank_actors(
         self,
         column: str,
-        w: _Where,
+        w: Where,
         rng: TimeRange,
         col: str,
         direction: str,
@@ -710,7 +530,7 @@ class Queries:
             # a growing tail of it until it holds a whole page (most lists need an hour).
             span = timedelta(hours=1)
             while rng.end - span > rng.start:
-                tail = _Where(list(w.clauses), dict(w.params)).add(
+                tail = Where(list(w.clauses), dict(w.params)).add(
                     "start_time >= :tail_start",
                     tail_start=(rng.end - span).astimezone(timezone.utc).replace(tzinfo=None),
                 )
@@ -749,7 +569,7 @@ class Queries:
         lim = check_limit(limit)
         if tenant_id is not None and not scope.allows(tenant_id):
             raise NotFound(f"tenant {tenant_id!r} not found")
-        w = _Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant").add(COUNTED)
+        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant").add(COUNTED)
         cols = [BREAKDOWNS[by] for by in dict.fromkeys(bys)]
         # which grouping set a row belongs to: the index of its dimension
         which = " ".join(f"WHEN grouping({c}) = 0 THEN {i}" for i, c in enumerate(cols))
@@ -771,19 +591,19 @@ class Queries:
         out: dict[str, Breakdown] = {}
         for by in bys:
             rows = grouped[cols.index(BREAKDOWNS[by])]
-            total = sum((_money(r["cost_usd"]) for r in rows), Decimal(0))
+            total = sum((money(r["cost_usd"]) for r in rows), Decimal(0))
             items = [
                 BreakdownRow(
                     key=r["key"],
-                    requests=_int(r["requests"]),
-                    input_tokens=_int(r["input_tokens"]),
-                    output_tokens=_int(r["output_tokens"]),
-                    total_tokens=_int(r["input_tokens"]) + _int(r["output_tokens"]),
-                    cost_usd=_money(r["cost_usd"]),
-                    unpriced_requests=_int(r["unpriced_requests"]),
-                    errors=_int(r["errors"]),
+                    requests=to_int(r["requests"]),
+                    input_tokens=to_int(r["input_tokens"]),
+                    output_tokens=to_int(r["output_tokens"]),
+                    total_tokens=to_int(r["input_tokens"]) + to_int(r["output_tokens"]),
+                    cost_usd=money(r["cost_usd"]),
+                    unpriced_requests=to_int(r["unpriced_requests"]),
+                    errors=to_int(r["errors"]),
                     share_of_cost=(
-                        round(float(_money(r["cost_usd"]) / total), 6) if total else None
+                        round(float(money(r["cost_usd"]) / total), 6) if total else None
                     ),
                 )
                 for r in rows[:lim]
@@ -895,11 +715,11 @@ class Queries:
                 GROUP BY tenant_id HAVING sum(spans) > 0) t""",
             src.params,
         )
-        return _int(rows[0]["n"]) if rows else 0
+        return to_int(rows[0]["n"]) if rows else 0
 
     def models(self, scope: Scope, rng: TimeRange) -> list[ModelRow]:
         """The (provider, model) pairs of counted LLM calls in the range, costliest first."""
-        w = _Where.of(scope, rng).add(COUNTED)
+        w = Where.of(scope, rng).add(COUNTED)
         sql = f"""
             SELECT provider, model, count(*) AS requests,
                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -913,12 +733,12 @@ class Queries:
             ModelRow(
                 provider=r["provider"],
                 model=r["model"],
-                requests=_int(r["requests"]),
-                input_tokens=_int(r["input_tokens"]),
-                output_tokens=_int(r["output_tokens"]),
+                requests=to_int(r["requests"]),
+                input_tokens=to_int(r["input_tokens"]),
+                output_tokens=to_int(r["output_tokens"]),
                 # all calls unpriced: the cost is unknown, not zero
                 cost_usd=None if r["cost_usd"] is None else Decimal(r["cost_usd"]),
-                unpriced_requests=_int(r["unpriced_requests"]),
+                unpriced_requests=to_int(r["unpriced_requests"]),
                 last_seen=r["last_seen"],
             )
             for r in self._fetch(sql, w.params)
@@ -981,17 +801,17 @@ class Queries:
                 continue
             r = {**r, **exact.get(tid, {})}
             target = targets.get(tid)
-            requests = _int(r["requests"])
-            p95 = _ms(r["p95_ms"])
+            requests = to_int(r["requests"])
+            p95 = ms(r["p95_ms"])
             out.append(
                 SlaRow(
                     tenant_id=tid,
                     display_name=cfg.display_name if cfg else "",
                     tier=cfg.tier if cfg else "",
                     requests=requests,
-                    p50_ms=_ms(r["p50_ms"]),
+                    p50_ms=ms(r["p50_ms"]),
                     p95_ms=p95,
-                    p99_ms=_ms(r["p99_ms"]),
+                    p99_ms=ms(r["p99_ms"]),
                     target_p95_ms=target,
                     within_target=(
                         round(within.get(tid, 0) / requests, 6) if target and requests else None
@@ -1008,7 +828,7 @@ class Queries:
         by_target: dict[int, list[str]] = {}
         for tid, target in targets.items():
             by_target.setdefault(target, []).append(tid)
-        w = _Where.of(scope, rng).add(COUNTED)
+        w = Where.of(scope, rng).add(COUNTED)
         params = dict(w.params)
         cases = []
         for i, (target_ms, ids) in enumerate(sorted(by_target.items())):
@@ -1023,13 +843,13 @@ class Queries:
                 GROUP BY tenant_id""",
             params,
         )
-        return {r["tenant_id"]: _int(r["n"]) for r in rows}
+        return {r["tenant_id"]: to_int(r["n"]) for r in rows}
 
     def _exact_percentiles(
         self, scope: Scope, rng: TimeRange, tenant_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
         w = (
-            _Where.of(scope, rng)
+            Where.of(scope, rng)
             .add(COUNTED)
             .add(self._d.contains("exact_ids", "tenant_id"), exact_ids=tenant_ids)
         )
@@ -1079,66 +899,3 @@ def _point(v: Any) -> float | int | str | None:
     if isinstance(v, float):
         return round(v, 6)
     return int(v)
-
-
-def _json(value: Any, default: Any) -> Any:
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return default
-    return value
-
-
-def _inherited(value: Any) -> Sequence[str]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.split(",") if v)
-    return tuple(value)
-
-
-def _span_node(r: dict[str, Any]) -> SpanNode:
-    return SpanNode(
-        event_id=r["event_id"],
-        span_id=r["span_id"],
-        parent_span_id=r["parent_span_id"],
-        name=r["name"],
-        kind=r["kind"],
-        tenant_id=r["tenant_id"],
-        workspace_id=r["workspace_id"],
-        user_id=r["user_id"],
-        session_id=r["session_id"],
-        feature=r["feature"],
-        billable_action=r["billable_action"],
-        customer_visible_label=r["customer_visible_label"],
-        environment=r["environment"],
-        service=r["service"],
-        provider=r["provider"],
-        model=r["model"],
-        operation=r["operation"],
-        response_id=r["response_id"] or "",
-        input_tokens=_int(r["input_tokens"]),
-        output_tokens=_int(r["output_tokens"]),
-        cache_read_tokens=_int(r["cache_read_tokens"]),
-        cache_write_tokens=_int(r["cache_write_tokens"]),
-        reasoning_tokens=_int(r["reasoning_tokens"]),
-        cost_usd=None if r["cost_usd"] is None else Decimal(r["cost_usd"]),
-        cost_source=r["cost_source"],
-        price_version=r["price_version"],
-        counted=r["kind"] == "llm" and not r["shadowed"],
-        shadowed=bool(r["shadowed"]),
-        start_time=_aware(r["start_time"]),
-        end_time=_aware(r["end_time"]),
-        duration_ms=float(r["duration_ms"] or 0.0),
-        ttft_ms=_ms(r["ttft_ms"]),
-        status=r["status"],
-        error_type=r["error_type"],
-        error_message=r["error_message"],
-        billable_state=r["billable_state"],
-        attributes=_json(r["attributes"], {}),
-        events=_json(r["events"], []),
-        source=r["source"],
-    )

@@ -115,7 +115,14 @@ def get_tenant(
     return queries.tenant(scope, tenant_id, TimeRange.parse(start, end))
 
 
-@router.get("/traces", summary="Traces, newest first, with filters")
+@router.get(
+    "/traces",
+    summary="Traces, newest first, with filters",
+    description="One row per trace, at its root span. A trace whose root span was never"
+    " received (e.g. Langfuse 5 drops plain-OTel parent spans) is listed at its earliest"
+    " span whose parent is not stored, with `incomplete: true`. Filters other than"
+    " `tenant_id` match a trace when any of its spans matches.",
+)
 def list_traces(
     scope: ScopeDep,
     queries: QueriesDep,
@@ -124,6 +131,9 @@ def list_traces(
     tenant_id: str | None = None,
     user_id: str | None = None,
     session_id: str | None = None,
+    customer_id: Annotated[
+        str | None, Query(description="the tenant's end customer (`set_customer_id`)")
+    ] = None,
     model: str | None = None,
     feature: str | None = None,
     status: Annotated[
@@ -139,6 +149,7 @@ def list_traces(
         tenant_id=tenant_id,
         user_id=user_id,
         session_id=session_id,
+        customer_id=customer_id,
         model=model,
         feature=feature,
         status=status,
@@ -147,7 +158,13 @@ def list_traces(
     )
 
 
-@router.get("/traces/{trace_id}", summary="One trace as a span tree")
+@router.get(
+    "/traces/{trace_id}",
+    summary="One trace as a span tree",
+    description="Spans whose parent is not stored are top-level (`roots`); `incomplete`"
+    " says no root span was received. Each span says how its tokens were read"
+    " (`usage_convention`) and, when it does not count, why (`shadow_reason`).",
+)
 def get_trace(
     trace_id: Annotated[str, Path(description="32 hex characters")],
     scope: ScopeDep,
@@ -210,7 +227,14 @@ def list_sessions(
     )
 
 
-@router.get("/breakdown", summary="Totals grouped by one dimension")
+@router.get(
+    "/breakdown",
+    summary="Totals grouped by one dimension",
+    description="Counted LLM calls grouped by `by`; calls without a value form the group"
+    ' with key `""`. `customer` groups by `customer_id`, the tenant\'s own end customer'
+    " (llmobserve's `set_customer_id`, or the `tenantscope.customer_id` / `customer.id`"
+    " span attribute).",
+)
 def get_breakdown(
     scope: ScopeDep,
     queries: QueriesDep,
@@ -220,6 +244,7 @@ def get_breakdown(
         "feature",
         "user",
         "workspace",
+        "customer",
         "billable_action",
         "tenant",
         "environment",
