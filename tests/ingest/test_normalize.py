@@ -64,7 +64,8 @@ def _rejects(field: str, attributes: dict[str, Any] | None = None, **kwargs: Any
 
 # --- attribution -----------------------------------------------------------------------
 
-_STRING_FIELDS = (
+_STRING_FIELDS = limits.ID_FIELDS
+_LISTED_STRING_FIELDS = (
     "tenant_id",
     "workspace_id",
     "user_id",
@@ -78,6 +79,10 @@ _STRING_FIELDS = (
     "environment",
     "service",
 )
+
+
+def test_every_id_field_is_read() -> None:
+    assert set(_STRING_FIELDS) >= {*_LISTED_STRING_FIELDS, "customer_id"}
 
 
 @pytest.mark.parametrize(

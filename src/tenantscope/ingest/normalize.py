@@ -207,6 +207,7 @@ def normalize_span(
         feature=ids["feature"],
         billable_action=ids["billable_action"],
         customer_visible_label=ids["customer_visible_label"],
+        customer_id=ids["customer_id"],
         environment=ids["environment"],
         service=ids["service"],
         model=ids["model"],
