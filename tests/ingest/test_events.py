@@ -167,15 +167,23 @@ def test_mixed_batch_names_index_and_field_and_keeps_valid_items() -> None:
     assert by_index[5].field == "event_id" and "required" in by_index[5].message
 
 
-def test_duplicate_event_ids_keep_the_first() -> None:
+def test_repeated_event_ids_are_handed_on_for_the_writer_to_count() -> None:
+    """The writer keeps the first of a tenant's repeats and answers the rest as duplicates
+    (tests/server/test_event_ids.py): parsing drops none, so none goes uncounted."""
     parsed = _parse(
         [
             {"event_id": "x", "tenant_id": "first"},
             {"event_id": "x", "tenant_id": "second"},
+            {"event_id": "x", "tenant_id": "first"},
             {"event_id": "y"},
         ]
     )
-    assert [(r.event_id, r.tenant_id) for r in parsed.records] == [("x", "first"), ("y", "")]
+    assert [(r.event_id, r.tenant_id) for r in parsed.records] == [
+        ("x", "first"),
+        ("x", "second"),
+        ("x", "first"),
+        ("y", ""),
+    ]
     assert parsed.errors == []
 
 

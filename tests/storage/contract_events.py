@@ -214,36 +214,34 @@ class EventStoreContract:
 
     # -- look-ups ----------------------------------------------------------------------
 
-    def test_existing_event_ids_respects_the_time_range(self, event_store: EventStore) -> None:
+    def test_existing_event_keys_respects_the_time_range(self, event_store: EventStore) -> None:
         early = make_record(0)
         late = make_record(3600)
         event_store.write([early, late])
         ids = [early.event_id, late.event_id, "never-stored"]
-        assert event_store.existing_event_ids(ids, T0, T0 + timedelta(minutes=30)) == {
-            early.event_id
-        }
+        e, lt = (early.tenant_id, early.event_id), (late.tenant_id, late.event_id)
+        assert event_store.existing_event_keys(ids, T0, T0 + timedelta(minutes=30)) == {e}
         # both bounds are inclusive
-        assert event_store.existing_event_ids(ids, late.start_time, late.start_time) == {
-            late.event_id
-        }
-        assert event_store.existing_event_ids(
-            ids, T0 - timedelta(days=1), T0 + timedelta(days=1)
-        ) == {
-            early.event_id,
-            late.event_id,
-        }
-        assert (
-            event_store.existing_event_ids(ids, T0 + timedelta(days=1), T0 + timedelta(days=2))
-            == set()
-        )
-        assert event_store.existing_event_ids([], T0, T0 + timedelta(days=1)) == set()
+        assert event_store.existing_event_keys(ids, late.start_time, late.start_time) == {lt}
+        wide = event_store.existing_event_keys(ids, T0 - timedelta(days=1), T0 + timedelta(days=1))
+        assert wide == {e, lt}
+        later = event_store.existing_event_keys(ids, T0 + timedelta(days=1), T0 + timedelta(days=2))
+        assert later == set()
+        assert event_store.existing_event_keys([], T0, T0 + timedelta(days=1)) == set()
 
-    def test_existing_event_ids_with_a_large_batch(self, event_store: EventStore) -> None:
+    def test_existing_event_keys_name_each_tenant_of_an_id(self, event_store: EventStore) -> None:
+        a = make_record(0, event_id="inv-1", tenant_id="a")
+        b = make_record(1, event_id="inv-1", tenant_id="b", trace_id="other")
+        event_store.write([a, b])
+        found = event_store.existing_event_keys(["inv-1"], T0, T0 + timedelta(hours=1))
+        assert found == {("a", "inv-1"), ("b", "inv-1")}
+
+    def test_existing_event_keys_with_a_large_batch(self, event_store: EventStore) -> None:
         stored = make_records(1500)
         event_store.write(stored)
         asked = [r.event_id for r in stored[::2]] + [f"missing-{i}" for i in range(500)]
-        found = event_store.existing_event_ids(asked, T0, T0 + timedelta(hours=1))
-        assert found == {r.event_id for r in stored[::2]}
+        found = event_store.existing_event_keys(asked, T0, T0 + timedelta(hours=1))
+        assert found == {(r.tenant_id, r.event_id) for r in stored[::2]}
 
     def test_trace_records(self, event_store: EventStore) -> None:
         recs = make_records(12)  # traces 0..3, three spans each

@@ -3,9 +3,10 @@
 The body is a JSON list of event objects, or an object ``{"events": [...]}``; at most
 ``max_items`` (1,000) events per request. Each event becomes one UsageRecord with
 ``source = "event"``. Each invalid event is reported as an ItemError naming its index and
-field and is not stored; the valid events of the same request are. An ``event_id`` repeated
-within one request is stored once (the first valid occurrence); across requests the store
-makes the same guarantee.
+field and is not stored; the valid events of the same request are. An ``event_id`` is unique
+within its tenant: repeated within one request (for the same tenant), the first valid
+occurrence is stored and the others are answered as duplicates; across requests the store
+makes the same guarantee. Another tenant's event with the same id is another event.
 
 Event fields (all optional except ``event_id``; ``null`` means absent; any other field is an
 error, so typos are caught):
@@ -136,12 +137,12 @@ def parse_events(body: bytes, *, received_at: datetime, max_items: int = MAX_ITE
         raise BadRequest(f"{len(items)} events in one request; the limit is {max_items}")
 
     out = ParsedEvents()
-    seen: set[str] = set()
     for index, item in enumerate(items):
         record, errors = _parse_item(item, received_at)
         out.errors.extend(ItemError(index, name, message) for name, message in errors)
-        if record is not None and record.event_id not in seen:
-            seen.add(record.event_id)
+        if record is not None:
+            # repeats stay: the writer stores the first and answers the others as
+            # duplicates, so every item is accounted for once
             out.records.append(record)
     return out
 

@@ -1,6 +1,7 @@
 """Group commit: one thread writes everything queued since its last write as one batch.
 
-Per batch the writer drops records already stored (idempotency by event_id), resolves
+Per batch the writer drops records already stored (idempotency by ``idempotency_key``: an
+event id an app chose is unique within its tenant), resolves
 attribution over each touched trace (``attribution.resolve_trace``) together with that
 trace's stored records, prices the new records, and writes inserts and rewrites in one
 store transaction.
@@ -93,20 +94,42 @@ _STOP = object()
 _HURRY = object()  # a reader waits: store what is queued now instead of lingering
 
 
-def synthetic_ids(event_id: str) -> tuple[str, str]:
-    """A trace and span id for a native event that came without them, stable per event."""
-    digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+def synthetic_ids(event_id: str, tenant_id: str = "") -> tuple[str, str]:
+    """A trace and span id for a native event that came without them, stable per event of
+    a tenant (two tenants' events with one id are two events, in two traces)."""
+    name = f"{tenant_id}{_KEY_SEP}{event_id}" if tenant_id else event_id
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:32], digest[32:48]
 
 
+# joins a tenant and an event id: ids cannot hold control characters
+_KEY_SEP = "\x1f"
+
+
+def idempotency_key(tenant_id: str, event_id: str, trace_id: str, span_id: str) -> str:
+    """What a record is deduplicated by. An id an app chose (a native event's, a span's
+    ``tenantscope.event_id``) is unique within its tenant: another tenant may use it too,
+    and must neither lose its record nor learn the id was taken. A span's default id
+    (``trace_id:span_id``, random ids) is unique by itself: a re-sent span counts once
+    whatever tenant its request resolved it to."""
+    if event_id == f"{trace_id}:{span_id}":
+        return event_id
+    return f"{tenant_id}{_KEY_SEP}{event_id}"
+
+
+def key_of_record(record: UsageRecord) -> str:
+    return idempotency_key(record.tenant_id, record.event_id, record.trace_id, record.span_id)
+
+
 class _Rows:
-    """The ids, traces and start times of a batch's jobs, records and table rows alike,
-    read once; which job first sent each id (later copies in the batch are dropped)."""
+    """The idempotency keys (``idempotency_key``), event ids, traces and start times of a
+    batch's jobs, records and table rows alike, read once; which job first sent each key
+    (later copies in the batch are dropped)."""
 
     def __init__(self) -> None:
-        # first copies: id, trace, start, stamped
-        self.ids: list[tuple[str, str, datetime, bool]] = []
-        self.per_job: list[list[str]] = []  # ids each job sent first
+        # first copies: key, event id, trace, start, stamped
+        self.ids: list[tuple[str, str, str, datetime, bool]] = []
+        self.per_job: list[list[str]] = []  # keys each job sent first
         self.traces: list[list[tuple[str, str, datetime]]] = []  # first copies per job
         self.all_traces: list[list[tuple[str, str, datetime]]] = []
         self._first_job: dict[str, int] = {}
@@ -117,39 +140,51 @@ class _Rows:
         rows = cls()
         for j, job in enumerate(jobs):
             if job.table is not None:
-                ids = job.table.column("event_id").to_pylist()
-                traces = job.table.column("trace_id").to_pylist()
-                starts = job.table.column("start_time").to_pylist()
+                table = job.table
+                ids = table.column("event_id").to_pylist()
+                traces = table.column("trace_id").to_pylist()
+                keys = [
+                    idempotency_key(tenant, i, t, span)
+                    for tenant, i, t, span in zip(
+                        table.column("tenant_id").to_pylist(),
+                        ids,
+                        traces,
+                        table.column("span_id").to_pylist(),
+                        strict=True,
+                    )
+                ]
+                starts = table.column("start_time").to_pylist()
                 stamped = [False] * len(ids)  # spans carry their own start times
             else:
                 ids = [r.event_id for r in job.records]
+                keys = [key_of_record(r) for r in job.records]
                 traces = [r.trace_id for r in job.records]
                 starts = [to_utc_naive(r.start_time) for r in job.records]
                 stamped = [r.start_time == r.received_at for r in job.records]
             mine: list[str] = []
             mine_traces: list[tuple[str, str, datetime]] = []
-            for i, t, s, st in zip(ids, traces, starts, stamped, strict=True):
-                if i in rows._first_job:
+            for k, i, t, s, st in zip(keys, ids, traces, starts, stamped, strict=True):
+                if k in rows._first_job:
                     continue
-                rows._first_job[i] = j
-                rows.ids.append((i, t, s, st))
-                mine.append(i)
-                mine_traces.append((i, t, s))
+                rows._first_job[k] = j
+                rows.ids.append((k, i, t, s, st))
+                mine.append(k)
+                mine_traces.append((k, t, s))
                 if job.table is not None:
-                    rows._priced.add(i)
+                    rows._priced.add(k)
             rows.per_job.append(mine)
             rows.traces.append(mine_traces)
             rows.all_traces.append(
-                list(zip(ids, traces, starts, strict=True)) if job.table is not None else []
+                list(zip(keys, traces, starts, strict=True)) if job.table is not None else []
             )
         return rows
 
-    def first_id(self, event_id: str, job: int) -> bool:
-        """Whether ``job`` is the one that sent this id first in the batch."""
-        return self._first_job.get(event_id) == job
+    def first_id(self, key: str, job: int) -> bool:
+        """Whether ``job`` is the one that sent this key first in the batch."""
+        return self._first_job.get(key) == job
 
-    def unpriced(self, event_id: str) -> bool:
-        return event_id not in self._priced
+    def unpriced(self, key: str) -> bool:
+        return key not in self._priced
 
 
 def _next(q: queue.Queue[_Job | object], deadline: float) -> _Job | object | None:
@@ -491,7 +526,7 @@ class BatchWriter:
         stored_ids = self._stored_ids(rows, stored_by_trace)
         inserts, updates, tables, replaced = self._resolve(jobs, rows, stored_ids, stored_by_trace)
         for r in inserts:
-            if rows.unpriced(r.event_id):
+            if rows.unpriced(key_of_record(r)):
                 self._price(r)
         tables = self._copies(inserts, updates, tables, replaced)
         self._store.write(inserts, updates, tables=tables, replaced=replaced)
@@ -558,7 +593,7 @@ class BatchWriter:
     def _stored_traces(self, rows: _Rows) -> dict[str, list[UsageRecord]]:
         """The stored records of the batch's traces, within the trace window around it."""
         traces = {t for j in rows.traces for _, t, _ in j if t}
-        starts = [s for _, _, s, _ in rows.ids]
+        starts = [s for _, _, _, s, _ in rows.ids]
         return self._trace_records(list(traces), min(starts), max(starts)) if traces else {}
 
     def _trace_records(
@@ -575,7 +610,7 @@ class BatchWriter:
         return out
 
     def _stored_ids(self, rows: _Rows, stored_by_trace: dict[str, list[UsageRecord]]) -> set[str]:
-        """Which of the batch's new ids are stored already.
+        """Which of the batch's new keys are stored already.
 
         A re-sent span or event carries its original's start time, so the look-up is
         bounded by the batch's own time range (plus ``RETRY_SKEW``) and the store skips all
@@ -588,20 +623,23 @@ class BatchWriter:
         by_trace_read = self._window >= RETRY_SKEW
         found: set[str] = set()
         ask: list[tuple[str, datetime, bool]] = []
-        for i, t, start, stamped in rows.ids:
-            if by_trace_read and not stamped and t and i.startswith(t + ":"):
+        for k, i, t, start, stamped in rows.ids:
+            if by_trace_read and not stamped and t and k == i and i.startswith(t + ":"):
                 if i in known:
-                    found.add(i)
+                    found.add(k)
             else:
                 ask.append((i, start, stamped))
         for stamped, margin in ((False, RETRY_SKEW), (True, self._dedupe_window)):
             group = [(i, t) for i, t, s in ask if s is stamped]
             if group:
-                found |= self._store.existing_event_ids(
+                pairs = self._store.existing_event_keys(
                     [i for i, _ in group],
                     min(t for _, t in group) - margin,
                     max(t for _, t in group) + margin,
                 )
+                # a default-form key is the event id itself; an app's id goes with its tenant
+                found |= {f"{tenant}{_KEY_SEP}{i}" for tenant, i in pairs}
+                found |= {i for _, i in pairs}
         return found
 
     def _resolve(
@@ -616,7 +654,7 @@ class BatchWriter:
         they have spans stored or spans in several requests (or in a request that was not
         resolved); the rows of tables in such traces become records for it, the others
         stay Arrow."""
-        new_ids = {i for i, _, _, _ in rows.ids if i not in stored_ids}
+        new_ids = {k for k, _, _, _, _ in rows.ids if k not in stored_ids}
         by_trace: dict[str, set[int]] = {}  # trace -> jobs with new rows in it
         count: dict[str, int] = {}
         for j, job in enumerate(jobs):
@@ -635,13 +673,10 @@ class BatchWriter:
             if job.table is None:
                 seen_here: set[str] = set()
                 for r in job.records:
-                    if (
-                        r.event_id in new_ids
-                        and rows.first_id(r.event_id, j)
-                        and r.event_id not in seen_here
-                    ):
+                    key = key_of_record(r)
+                    if key in new_ids and rows.first_id(key, j) and key not in seen_here:
                         inserts.append(r)
-                    seen_here.add(r.event_id)
+                    seen_here.add(key)
                 continue
             keep: list[bool] = []
             taken: list[bool] = []
@@ -667,7 +702,6 @@ class BatchWriter:
         """Resolve the traces of ``new`` records together with their stored records:
         (stored records whose attribution changed, their stored versions)."""
         updates: list[UsageRecord] = []
-        fresh_ids = {r.event_id for r in new}
         new_by_trace: dict[str, list[UsageRecord]] = {}
         for r in new:
             new_by_trace.setdefault(r.trace_id, []).append(r)
@@ -676,11 +710,13 @@ class BatchWriter:
             old = stored_by_trace.get(trace_id, [])
             # the stored versions, as they are until this batch commits: the store takes
             # their rollup figures back out without looking them up again
-            before = {s.event_id: (attribution_key(s), s.replace()) for s in old}
-            for r in resolve_trace([*old, *trace_new]):  # resolves in place
-                if r.event_id not in fresh_ids and attribution_key(r) != before[r.event_id][0]:
-                    updates.append(r)
-                    replaced.append(before[r.event_id][1])
+            before = {id(s): (attribution_key(s), s.replace()) for s in old}
+            resolve_trace([*old, *trace_new])  # in place
+            for s in old:
+                key, original = before[id(s)]
+                if attribution_key(s) != key:
+                    updates.append(s)
+                    replaced.append(original)
         return updates, replaced
 
     def _copies(
@@ -696,11 +732,11 @@ class BatchWriter:
         and returns the tables left as they are."""
         keys: dict[Key, set[str]] = {}
         starts: list[datetime] = []
-        batch: dict[str, UsageRecord] = {}
+        batch: dict[tuple[str, str], UsageRecord] = {}
         for r in (*inserts, *updates):
-            batch[r.event_id] = r
+            batch[r.trace_id, r.event_id] = r
             if is_candidate(r):
-                keys.setdefault(key_of(r), set()).add(r.event_id)
+                keys.setdefault(key_of(r), set()).add(f"{r.trace_id}:{r.event_id}")
                 starts.append(to_utc_naive(r.start_time))
         table_keys: list[pa.Array | None] = []
         for table in tables:
@@ -710,10 +746,13 @@ class BatchWriter:
                 continue
             joined = _key_column(rows)
             table_keys.append(joined)
-            for key, event_id in zip(
-                joined.to_pylist(), rows.column("event_id").to_pylist(), strict=True
+            for key, trace_id, event_id in zip(
+                joined.to_pylist(),
+                rows.column("trace_id").to_pylist(),
+                rows.column("event_id").to_pylist(),
+                strict=True,
             ):
-                keys.setdefault(_split_key(key), set()).add(event_id)
+                keys.setdefault(_split_key(key), set()).add(f"{trace_id}:{event_id}")
             bounds = pc.min_max(rows.column("start_time")).as_py()
             starts += [bounds["min"], bounds["max"]]
         if not keys:
@@ -725,11 +764,11 @@ class BatchWriter:
         )
         stored: list[UsageRecord] = []
         for s in found:
-            if s.event_id in batch:
+            if (s.trace_id, s.event_id) in batch:
                 continue  # the batch's version of it is the one that counts now
             stored.append(s)
             if is_candidate(s):
-                keys.setdefault(key_of(s), set()).add(s.event_id)
+                keys.setdefault(key_of(s), set()).add(f"{s.trace_id}:{s.event_id}")
         copied = {k for k, ids in keys.items() if len(ids) > 1}
         copied |= {key_of(r) for r in (*updates, *stored) if r.shadow_reason.startswith(DUPLICATE)}
         if not copied:
@@ -765,15 +804,16 @@ class BatchWriter:
     ) -> list[pa.Table]:
         """Drop, in place, the updates whose attribution ends as it was stored (a trace
         re-resolved, then the same copy chosen again)."""
-        by_id = {u.event_id: u for u in updates}
+        by_id = {(u.trace_id, u.event_id): u for u in updates}
         same = {
-            r.event_id
+            (r.trace_id, r.event_id)
             for r in replaced
-            if (u := by_id.get(r.event_id)) is not None and attribution_key(u) == attribution_key(r)
+            if (u := by_id.get((r.trace_id, r.event_id))) is not None
+            and attribution_key(u) == attribution_key(r)
         }
         if same:
-            updates[:] = [u for u in updates if u.event_id not in same]
-            replaced[:] = [r for r in replaced if r.event_id not in same]
+            updates[:] = [u for u in updates if (u.trace_id, u.event_id) not in same]
+            replaced[:] = [r for r in replaced if (r.trace_id, r.event_id) not in same]
         return tables
 
 

@@ -131,7 +131,11 @@ def _foreign_traces(svc: Services, records: list[UsageRecord], tenant: str) -> s
     # an event sent without a trace has a trace of its own (derived from its event id);
     # sending it again is a duplicate, which the writer already ignores
     ids = sorted(
-        {r.trace_id for r in records if r.trace_id and r.trace_id != synthetic_ids(r.event_id)[0]}
+        {
+            r.trace_id
+            for r in records
+            if r.trace_id and r.trace_id != synthetic_ids(r.event_id, r.tenant_id)[0]
+        }
     )
     if not ids:
         return set()
@@ -184,13 +188,15 @@ async def post_events(request: Request) -> EventsResult:
             max_items=svc.settings.max_events,
         )
     )
+    bound = _bound_tenant(request)
     records = []
     for r in parsed.records:
         if not r.trace_id:
-            trace_id, span_id = synthetic_ids(r.event_id)
+            # a trace of its own per event of a tenant (the key's, for a bound key)
+            trace_id, span_id = synthetic_ids(r.event_id, r.tenant_id or bound or "")
             r = r.replace(trace_id=trace_id, span_id=r.span_id or span_id)
         records.append(r)
-    records, refused = await _bound_to_key_tenant(request, records, _bound_tenant(request))
+    records, refused = await _bound_to_key_tenant(request, records, bound)
     errors = [ItemErrorOut(index=e.index, field=e.field, message=e.message) for e in parsed.errors]
     errors += [ItemErrorOut(index=-1, field="tenant_id", message=m) for m in refused]
     if errors and not records:

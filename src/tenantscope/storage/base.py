@@ -72,16 +72,17 @@ class EventStore(abc.ABC):
         replaced: Sequence[UsageRecord] = (),
     ) -> None:
         """Append ``inserts`` and the rows of ``tables`` (records already converted with
-        ``storage.serialize.records_to_arrow``), and replace ``updates`` (matched by
+        ``storage.serialize.records_to_arrow``), and replace ``updates`` (matched by trace_id,
         event_id), in one transaction. Durable when it returns. ``replaced``, when given,
         are the stored versions of all of ``updates`` (the caller read them), so the
         store need not look them up again."""
 
     @abc.abstractmethod
-    def existing_event_ids(
+    def existing_event_keys(
         self, event_ids: Sequence[str], start_min: datetime, start_max: datetime
-    ) -> set[str]:
-        """Which of ``event_ids`` are stored with a start_time inside the range.
+    ) -> set[tuple[str, str]]:
+        """The (tenant_id, event_id) of stored records with one of ``event_ids`` and a
+        start_time inside the range (an id an app chose is unique within its tenant only).
 
         A duplicate carries the start_time of its original, so bounding the look-up by the
         batch's time range is exact and lets the store skip almost all data."""

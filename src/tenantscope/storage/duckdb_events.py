@@ -84,6 +84,7 @@ _CREATE_RECORDS = (
 _REPLACED = (
     "(SELECT records.* FROM records JOIN _ts_keys k "
     "ON records.start_time = k.start_time AND records.event_id = k.event_id "
+    "AND records.trace_id = k.trace_id "
     "WHERE records.start_time BETWEEN $lo AND $hi)"
 )
 _CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
@@ -339,7 +340,7 @@ class DuckDBEventStore(EventStore):
         tables = [t for t in tables if t.num_rows]
         old = (
             records_to_arrow(replaced)
-            if replaced and {r.event_id for r in replaced} == {u.event_id for u in updates}
+            if replaced and {_identity(r) for r in replaced} == {_identity(u) for u in updates}
             else None
         )
         if not inserts and not updates and not tables:
@@ -352,6 +353,7 @@ class DuckDBEventStore(EventStore):
             keys = pa.table(
                 {
                     "event_id": pa.array([u.event_id for u in updates], pa.string()),
+                    "trace_id": pa.array([u.trace_id for u in updates], pa.string()),
                     "start_time": pa.array(
                         [to_utc_naive(u.start_time) for u in updates], pa.timestamp("us")
                     ),
@@ -379,7 +381,7 @@ class DuckDBEventStore(EventStore):
                             "DELETE FROM records USING _ts_keys k "
                             "WHERE records.start_time BETWEEN $lo AND $hi "
                             "AND records.start_time = k.start_time "
-                            "AND records.event_id = k.event_id",
+                            "AND records.event_id = k.event_id AND records.trace_id = k.trace_id",
                             {"lo": lo, "hi": hi},
                         )
                     cur.execute(
@@ -410,18 +412,18 @@ class DuckDBEventStore(EventStore):
 
     # -- look-ups ----------------------------------------------------------------------
 
-    def existing_event_ids(
+    def existing_event_keys(
         self, event_ids: Sequence[str], start_min: datetime, start_max: datetime
-    ) -> set[str]:
+    ) -> set[tuple[str, str]]:
         if not event_ids:
             return set()
         rows = self._cursor().execute(
-            "SELECT DISTINCT event_id FROM records "
+            "SELECT DISTINCT tenant_id, event_id FROM records "
             "WHERE start_time BETWEEN $lo AND $hi "
             "AND event_id IN (SELECT unnest($ids))",
             {"lo": to_utc_naive(start_min), "hi": to_utc_naive(start_max), "ids": list(event_ids)},
         )
-        return {row[0] for row in rows.fetchall()}
+        return {(row[0], row[1]) for row in rows.fetchall()}
 
     def trace_records(
         self, trace_ids: Sequence[str], start_min: datetime, start_max: datetime
@@ -532,6 +534,12 @@ class DuckDBEventStore(EventStore):
                 # Fold the WAL into the file so the next open need not replay it.
                 self._conn.execute("CHECKPOINT")
             self._conn.close()
+
+
+def _identity(record: UsageRecord) -> tuple[str, str]:
+    """What a rewrite matches a stored record by (with its start time): an event id alone
+    may stand in several tenants' traces."""
+    return record.trace_id, record.event_id
 
 
 def _in_transaction(
