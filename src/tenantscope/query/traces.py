@@ -328,6 +328,11 @@ class TraceQueries:
         if not rows:
             raise NotFound(f"trace {trace_id!r} not found")
         nodes = {r["span_id"] or r["event_id"]: span_node(r) for r in rows}
+        if not scope.is_all:
+            # a parent this caller cannot see (another tenant's span) is not named to it
+            for key, node in nodes.items():
+                if node.parent_span_id and node.parent_span_id not in nodes:
+                    nodes[key] = node.model_copy(update={"parent_span_id": ""})
         counted = [n for n in nodes.values() if n.counted]
         start = min(aware(r["start_time"]) or datetime.max for r in rows)
         end = max(aware(r["end_time"]) or datetime.min for r in rows)
