@@ -168,7 +168,7 @@ def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
     )
     assert "wrote 16 records" in out
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("event_id") and len(lines) == 17
+    assert lines[0].lstrip('"').startswith("event_id") and len(lines) == 17
     pq_path = tmp_path / "out.parquet"
     invoke(
         "export",
@@ -182,6 +182,61 @@ def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
     table = pq.read_table(pq_path)
     assert table.num_rows == 16 and "cost_usd" in table.column_names
     assert runner.invoke(app, ["export", "--format", "xml"]).exit_code == 1
+
+
+def test_export_streams_a_busy_day_within_duckdbs_memory_limit(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sorted COPY per day ran out of memory on a busy day (issue 11.12): the export
+    streams an hour at a time, within the store's configured memory limit."""
+    import csv
+
+    from tenantscope.storage.duckdb_events import DuckDBEventStore
+    from tests.storage.contract_events import make_record
+
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=13)
+    store = DuckDBEventStore(data_dir / "events.duckdb")
+    try:
+        for part in range(6):
+            store.write(
+                [
+                    make_record(
+                        i,
+                        event_id=f"e{i}",
+                        start_time=start + timedelta(seconds=i * 43200 // 60_000),
+                        attributes={"pad": "x" * 200, "i": i},
+                    )
+                    for i in range(part * 10_000, (part + 1) * 10_000)
+                ]
+            )
+    finally:
+        store.close()
+    monkeypatch.setenv("TENANTSCOPE_DUCKDB_MEMORY_LIMIT", "30MB")
+    out_path = tmp_path / "busy.csv"
+    out = invoke("export", "-o", str(out_path), "--from", start.isoformat())
+    assert "wrote 60,000 records" in out
+    with out_path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 60_000
+    starts = [r["start_time"] for r in rows]
+    assert starts == sorted(starts) and starts[0].endswith("Z")
+
+
+def test_commands_open_the_store_with_the_duckdb_settings(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenantscope.cli import _events, _settings
+
+    monkeypatch.setenv("TENANTSCOPE_DUCKDB_THREADS", "1")
+    monkeypatch.setenv("TENANTSCOPE_DUCKDB_MEMORY_LIMIT", "64MB")
+    store = _events(_settings())
+    try:
+        row = store.fetch(
+            "SELECT current_setting('threads') AS t, current_setting('memory_limit') AS m"
+        )[0]
+    finally:
+        store.close()
+    assert row["t"] == 1 and row["m"].startswith("61")  # 64 MB is 61.0 MiB
 
 
 @dataclass

@@ -78,7 +78,12 @@ def _events(settings: Settings) -> EventStore:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        store = DuckDBEventStore(settings.events_path, memory_limit=settings.duckdb_memory_limit)
+        store = DuckDBEventStore(
+            settings.events_path,
+            memory_limit=settings.duckdb_memory_limit,
+            threads=settings.duckdb_threads or None,
+            checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+        )
     except TenantscopeError as exc:
         _fail(exc.message)
     if any(settings.wal_path.glob("*.arrows")):
@@ -750,62 +755,26 @@ def export(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Export stored records in a time range (default: the last 30 days) as CSV or
-    Parquet, one file, written a day at a time."""
+    Parquet, one file in time order, streamed in bounded memory."""
     if fmt not in ("csv", "parquet"):
         _fail("--format must be csv or parquet")
     settings = _settings(data_dir=data_dir)
     rng = _range(start, end, timedelta(days=30))
     out = output or Path(f"tenantscope-export.{fmt}")
     events = _events(settings)
+    total = (rng.end - rng.start).total_seconds()
     try:
-        days: list[tuple[datetime, datetime]] = []
-        t = rng.start
-        while t < rng.end:
-            days.append((t, min(t + timedelta(days=1), rng.end)))
-            t += timedelta(days=1)
-        rows = 0
-        parts: list[Path] = []
         with _progress(f"exporting to {out}") as progress:
-            task = progress.add_task("export", total=len(days))
-            for i, (a, b) in enumerate(days):
-                part = out.with_name(f".{out.name}.part{i:04d}")
-                rows += events.export(str(part), fmt, a, b)
-                parts.append(part)
-                progress.advance(task)
-        _join_parts(parts, out, fmt)
+            task = progress.add_task("export", total=total)
+
+            def reached(t: datetime) -> None:
+                done = (t.replace(tzinfo=None) - rng.start.replace(tzinfo=None)).total_seconds()
+                progress.update(task, completed=done)
+
+            rows = events.export(str(out), fmt, rng.start, rng.end, progress=reached)
     finally:
         events.close()
     console.print(f"wrote {rows:,} records to {out}")
-
-
-def _join_parts(parts: list[Path], out: Path, fmt: str) -> None:
-    existing = [p for p in parts if p.exists()]
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        writer: pq.ParquetWriter | None = None
-        try:
-            for p in existing:
-                table = pq.read_table(p)
-                if writer is None:
-                    writer = pq.ParquetWriter(out, table.schema)
-                elif table.schema != writer.schema:
-                    # an empty day's part differs only in column nullability
-                    table = table.cast(writer.schema)
-                writer.write_table(table)
-        finally:
-            if writer is not None:
-                writer.close()
-    else:
-        with out.open("wb") as dst:
-            for i, p in enumerate(existing):
-                with p.open("rb") as src:
-                    if i > 0:
-                        src.readline()  # header of later parts
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-    for p in existing:
-        p.unlink()
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ transactional configuration (tenants, price overrides). Both have contract test 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -115,8 +115,17 @@ class EventStore(abc.ABC):
         """How many records are stored (optionally in a time range)."""
 
     @abc.abstractmethod
-    def export(self, path: str, fmt: str, start: datetime, end: datetime) -> int:
-        """Write records in the range to ``path`` as csv or parquet; return the row count."""
+    def export(
+        self,
+        path: str,
+        fmt: str,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[datetime], None] | None = None,
+    ) -> int:
+        """Write records in the range to ``path`` as csv or parquet, in time order, in
+        bounded memory whatever the range holds; return the row count. ``progress`` is
+        called with the time written up to, now and then."""
 
     @abc.abstractmethod
     def rebuild_rollups(self) -> None:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from tenantscope import errors
 from tenantscope.records import RECORD_FIELDS, UsageRecord
@@ -89,17 +91,35 @@ _REPLACED = (
 )
 _CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
 
+
 # Exports flatten what a spreadsheet cannot show and label times as UTC explicitly.
+def _export_column(name: str, fmt: str) -> str:
+    if fmt == "parquet":
+        return f"timezone('UTC', {name}) AS {name}" if name in TIME_FIELDS else name
+    # CSV: text a spreadsheet reads as it is (RFC 3339 UTC times, plain decimals, lists
+    # joined by commas)
+    if name in TIME_FIELDS:
+        return f"strftime({name}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {name}"
+    if name in DECIMAL_FIELDS:
+        return f"CAST({name} AS VARCHAR) AS {name}"
+    if name in LIST_FIELDS:
+        return f"array_to_string({name}, ',') AS {name}"
+    return name
+
+
 _EXPORT_SELECT = {
-    fmt: ", ".join(
-        f"timezone('UTC', {n}) AS {n}"
-        if n in TIME_FIELDS
-        else (f"array_to_string({n}, ',') AS {n}" if n in LIST_FIELDS and fmt == "csv" else n)
-        for n in RECORD_FIELDS
-    )
-    for fmt in EXPORT_FORMATS
+    fmt: ", ".join(_export_column(n, fmt) for n in RECORD_FIELDS) for fmt in EXPORT_FORMATS
 }
-_EXPORT_OPTIONS = {"csv": "FORMAT csv, HEADER true", "parquet": "FORMAT parquet, COMPRESSION zstd"}
+# An export reads and sorts this much time at once, and hands on this many rows at a time.
+EXPORT_WINDOW = timedelta(hours=1)
+EXPORT_BATCH_ROWS = 20_000
+
+
+def _export_writer(path: str, fmt: str, schema: pa.Schema) -> pq.ParquetWriter | pacsv.CSVWriter:
+    if fmt == "parquet":
+        return pq.ParquetWriter(path, schema, compression="zstd")
+    return pacsv.CSVWriter(path, schema, write_options=pacsv.WriteOptions(quoting_style="needed"))
+
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -498,18 +518,49 @@ class DuckDBEventStore(EventStore):
         rows = self._cursor().execute(f"SELECT count(*) FROM records{where}", values).fetchall()
         return int(rows[0][0])
 
-    def export(self, path: str, fmt: str, start: datetime, end: datetime) -> int:
+    def export(
+        self,
+        path: str,
+        fmt: str,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[datetime], None] | None = None,
+    ) -> int:
         if fmt not in EXPORT_FORMATS:
             raise errors.BadRequest(f"export format must be one of {', '.join(EXPORT_FORMATS)}")
-        cur = self._cursor()
-        row = cur.execute(
-            f"COPY (SELECT {_EXPORT_SELECT[fmt]} FROM records "
-            "WHERE start_time >= $start AND start_time < $end "
-            f"ORDER BY start_time, event_id) TO {_quote_literal(str(path))} "
-            f"({_EXPORT_OPTIONS[fmt]})",
-            {"start": to_utc_naive(start), "end": to_utc_naive(end)},
-        ).fetchall()
-        return int(row[0][0]) if row else 0
+        # Streamed an hour at a time, each hour sorted, through Arrow batches into one
+        # writer: memory stays at DuckDB's own limit plus a batch whatever the range holds
+        # (one COPY ... ORDER BY over a busy day ran out of memory).
+        cur = self._new_cursor()
+        rows = 0
+        writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        try:
+            t = to_utc_naive(start)
+            stop = to_utc_naive(end)
+            while t < stop:
+                upto = min(t + EXPORT_WINDOW, stop)
+                reader = cur.sql(
+                    f"SELECT {_EXPORT_SELECT[fmt]} FROM records "
+                    "WHERE start_time >= $start AND start_time < $end "
+                    "ORDER BY start_time, event_id",
+                    params={"start": t, "end": upto},
+                ).to_arrow_reader(EXPORT_BATCH_ROWS)
+                if writer is None:
+                    writer = _export_writer(path, fmt, reader.schema)
+                for batch in reader:
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+                if progress is not None:
+                    progress(upto)
+                t = upto
+            if writer is None:  # an empty range: a file with the columns, no rows
+                empty = cur.sql(f"SELECT {_EXPORT_SELECT[fmt]} FROM records LIMIT 0")
+                writer = _export_writer(path, fmt, empty.to_arrow_reader(1).schema)
+        finally:
+            if writer is not None:
+                writer.close()
+            self._drop_cursor(cur)
+        return rows
 
     # -- lifecycle ---------------------------------------------------------------------
 
