@@ -155,6 +155,40 @@ def test_prices_show_and_override_then_reprice(data_dir: Path) -> None:
     assert row["cost_source"] == "override" and row["cost_usd"] == Decimal("2")
 
 
+def test_an_override_reprices_the_snapshot_the_provider_reported(data_dir: Path) -> None:
+    """Issue 11.16: ``prices override gpt-4o`` applies to gpt-4o-2024-08-06, the id the
+    provider reports, and ``prices show`` says what it covers."""
+    from tenantscope.records import UsageRecord
+
+    svc = Services.open(make_settings(data_dir))
+    t = datetime.now(timezone.utc) - timedelta(hours=1)
+    call = UsageRecord(
+        event_id="snap",
+        kind="llm",
+        provider="openai",
+        model="gpt-4o-2024-08-06",
+        tenant_id="t",
+        input_tokens=1_000_000,
+        start_time=t,
+        end_time=t,
+    )
+    svc.writer.write_sync([call])
+    svc.close()
+    invoke(
+        "prices", "override", "gpt-4o", "--input", "2", "--output", "8",
+        "--effective-from", (t - timedelta(days=1)).isoformat(),
+    )  # fmt: skip
+    shown = invoke("prices", "show", "gpt-4o")
+    assert "openai/gpt-4o" in shown
+    assert "changed the cost of 1" in invoke(
+        "reprice", "--from", (t - timedelta(days=2)).isoformat()
+    )
+    svc = Services.open(make_settings(data_dir))
+    row = svc.events.fetch("SELECT cost_usd, cost_source FROM records")[0]
+    svc.close()
+    assert row["cost_source"] == "override" and row["cost_usd"] == Decimal("2")
+
+
 def test_export_csv_and_parquet(seeded: Path, tmp_path: Path) -> None:
     csv_path = tmp_path / "out.csv"
     out = invoke(

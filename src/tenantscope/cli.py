@@ -593,7 +593,7 @@ def prices_show(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Catalog price of a model (per million tokens) and the operator overrides."""
-    from tenantscope.pricing.catalog import catalog_price, catalog_version
+    from tenantscope.pricing.catalog import catalog_model, catalog_price, catalog_version
 
     now = datetime.now(timezone.utc)
     if model is not None:
@@ -630,10 +630,12 @@ def prices_show(
         "cached",
         "cache write",
         "output",
+        "prices",
         "note",
         title="overrides, USD per 1M tokens",
     )
     for o in overrides:
+        family = catalog_model(o.provider or None, o.model)
         table.add_row(
             str(o.id),
             o.provider or "*",
@@ -643,6 +645,10 @@ def prices_show(
             _opt(o.cache_read_mtok),
             _opt(o.cache_write_mtok),
             _opt(o.output_mtok),
+            # the catalog model the name stands for: the dated names it prices as it too
+            f"{o.model} and the catalog's {family[0]}/{family[1]} names"
+            if family is not None
+            else f"{o.model} exactly",
             o.note,
         )
     console.print(table)

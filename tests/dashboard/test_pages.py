@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 import pytest
 from markupsafe import escape
 
+from tenantscope.query.params import TimeRange
+from tenantscope.query.scope import Scope
 from tests.conftest import RunningServer
 from tests.query.seed import CALLS, HOSTILE, seed
 
@@ -123,6 +126,27 @@ def test_users_sessions_sla_prices(dash: RunningServer) -> None:
     assert tiers == ["enterprise", "professional"]  # techstart-inc has no target
     prices = page(dash, "/prices")
     assert "gpt-4o-mini" in prices and "No overrides" in prices
+
+
+def test_prices_page_says_which_models_an_override_prices(dash: RunningServer) -> None:
+    from tenantscope.storage.base import PriceOverride
+
+    models = {
+        m.model
+        for m in dash.services.queries.models(Scope.all(), TimeRange.last(timedelta(days=30)))
+    }
+    family = sorted(m for m in models if m.startswith("gpt-4o-mini"))
+    assert family
+    rule = PriceOverride(
+        model="gpt-4o-mini", effective_from=datetime(2020, 1, 1, tzinfo=timezone.utc)
+    )
+    added = dash.services.config.add_price_override(rule)
+    try:
+        covers = re.findall(r'data-testid="override-covers">([^<]*)<', page(dash, "/prices"))
+        assert len(covers) == 1 and all(name in covers[0] for name in family)
+    finally:
+        assert added.id is not None
+        dash.services.config.delete_price_override(added.id)
 
 
 def test_errors_are_pages_for_browsers_json_for_the_api(dash: RunningServer) -> None:

@@ -239,3 +239,35 @@ def test_set_overrides_replaces_them_and_apply_reprices() -> None:
     pricer.apply(record)
     assert (record.cost_usd, record.cost_source) == (Decimal("2.5"), "catalog")
     assert record.price_version == catalog.catalog_version()
+
+
+def test_an_override_prices_the_names_the_catalog_prices_as_its_model() -> None:
+    """Issue 11.16: a negotiated price for gpt-4o applies to the snapshot the provider
+    reports (gpt-4o-2024-08-06), as the catalog's own price does."""
+    pricer = Pricer([override(model="gpt-4o", input_mtok=Decimal(1), output_mtok=Decimal(1), id=1)])
+    tokens: dict[str, Any] = {"input_tokens": 1_000_000}
+    for provider, model in (
+        ("openai", "gpt-4o"),
+        ("openai", "gpt-4o-2024-08-06"),
+        ("", "GPT-4o-2024-08-06"),
+        ("", "openai/gpt-4o"),
+    ):
+        result = pricer.price(llm(model, provider, **tokens))
+        assert (result.cost_source, result.cost_usd) == ("override", Decimal(1)), model
+    # a snapshot the catalog prices as a model of its own keeps its catalog price
+    other = pricer.price(llm("gpt-4o-2024-05-13", "openai", **tokens))
+    assert other.cost_source == "catalog"
+    # an override for the exact snapshot wins over the family's
+    exact = override(model="gpt-4o-2024-08-06", input_mtok=Decimal(3), id=2)
+    both = Pricer([exact, override(model="gpt-4o", input_mtok=Decimal(1), id=1)])
+    assert both.price(llm("gpt-4o-2024-08-06", "openai", **tokens)).cost_usd == Decimal(3)
+    assert both.price(llm("gpt-4o", "openai", **tokens)).cost_usd == Decimal(1)
+
+
+def test_override_covers_says_which_models_an_override_prices() -> None:
+    from tenantscope.pricing.pricer import override_covers
+
+    rule = override(model="claude-sonnet-4-5", provider="anthropic", id=3)
+    assert override_covers(rule, "anthropic", "claude-sonnet-4-5-20250929")
+    assert not override_covers(rule, "aws", "claude-sonnet-4-5-20250929")
+    assert not override_covers(rule, "anthropic", "claude-haiku-4-5")

@@ -16,6 +16,7 @@ from tenantscope.dashboard import charts
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import pages
 from tenantscope.pricing.catalog import catalog_price, catalog_version
+from tenantscope.pricing.pricer import override_covers
 from tenantscope.query.models import SlaRow, TraceDetail
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
@@ -381,10 +382,19 @@ def prices(
     picked: PickedDep,
 ) -> HTMLResponse:
     now = datetime.now(timezone.utc)
-    seen = []
-    for m in queries.models(scope, picked.rng):
-        seen.append({"m": m, "catalog": catalog_price(m.provider, m.model, now)})
+    models = queries.models(scope, picked.rng)
+    seen = [{"m": m, "catalog": catalog_price(m.provider, m.model, now)} for m in models]
     overrides = queries.config.list_price_overrides()
+    # which of the models seen each override prices (it also covers the dated names the
+    # catalog prices as its model)
+    covers = {
+        o.id: [
+            f"{m.provider}/{m.model}" if m.provider else m.model
+            for m in models
+            if override_covers(o, m.provider, m.model)
+        ]
+        for o in overrides
+    }
     return _page(
         request,
         "prices.html",
@@ -392,6 +402,7 @@ def prices(
         "prices",
         seen=seen,
         overrides=overrides,
+        covers=covers,
         catalog_version=catalog_version(),
         now=now,
     )

@@ -26,6 +26,7 @@ __all__ = [
     "CatalogPrice",
     "Price",
     "Rates",
+    "catalog_model",
     "catalog_price",
     "canonical_provider",
     "catalog_version",
@@ -176,6 +177,18 @@ def _resolve(provider: str, model: str) -> _Entry | None:
             return entry
     inferred = _provider_for_model(model_lower)
     return _find_in(inferred, model_lower) if inferred is not None else None
+
+
+def catalog_model(provider: str | None, model: str) -> tuple[str, str] | None:
+    """(provider id, model id) of the catalog entry that prices ``model`` as sent: the
+    family a dated snapshot belongs to ("gpt-4o-2024-08-06" -> ("openai", "gpt-4o")), a
+    provider prefix understood ("openai/gpt-4o"); None when the catalog does not know it."""
+    entry = _resolve(provider or "", model)
+    if entry is None:
+        prefix, sep, rest = model.strip().lower().partition("/")
+        if sep and rest and (named := canonical_provider(prefix)) is not None:
+            entry = _resolve(named, rest)
+    return None if entry is None else (entry.provider.id, entry.model.id)
 
 
 def _utc(at: datetime) -> datetime:

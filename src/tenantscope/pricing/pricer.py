@@ -20,6 +20,7 @@ from tenantscope.pricing.catalog import (
     Price,
     Rates,
     canonical_provider,
+    catalog_model,
     catalog_version,
     infer_provider,
     rates_at,
@@ -27,7 +28,7 @@ from tenantscope.pricing.catalog import (
 from tenantscope.records import MONEY_QUANTUM, CostSource, UsageRecord
 from tenantscope.storage.base import PriceOverride
 
-__all__ = ["PriceResult", "Pricer", "catalog_cost"]
+__all__ = ["PriceResult", "Pricer", "catalog_cost", "override_covers"]
 
 _MTOK = 1_000_000
 _ZERO = Decimal(0)
@@ -153,24 +154,47 @@ def _override_cost(
     return cost
 
 
+def _name_key(model: str) -> str:
+    return "name:" + model.strip().lower()
+
+
+def _family_key(provider: str | None, model: str) -> str | None:
+    found = catalog_model(provider, model)
+    return None if found is None else f"catalog:{found[0]}/{found[1]}"
+
+
 def _index(overrides: Sequence[PriceOverride]) -> dict[str, tuple[_Override, ...]]:
-    by_model: dict[str, list[_Override]] = {}
+    """Overrides by the model name they give and by the catalog model that name stands
+    for, so one for "gpt-4o" also prices "gpt-4o-2024-08-06" (the catalog prices both as
+    gpt-4o) but not "gpt-4o-2024-05-13" (a model of its own there)."""
+    by_key: dict[str, list[_Override]] = {}
     for rule in overrides:
         start = _utc(rule.effective_from)
         version = f"override:{rule.id}" if rule.id is not None else f"override:{start.isoformat()}"
         entry = _Override(rule, rule.provider.strip().lower(), start, version)
-        by_model.setdefault(rule.model.strip().lower(), []).append(entry)
+        by_key.setdefault(_name_key(rule.model), []).append(entry)
+        family = _family_key(rule.provider, rule.model)
+        if family is not None:
+            by_key.setdefault(family, []).append(entry)
     # Latest effective date first; among equal dates the later-created (higher id) wins.
     return {
-        model: tuple(
+        key: tuple(
             sorted(
                 entries,
                 key=lambda o: (o.effective_from, o.rule.id if o.rule.id is not None else -1),
                 reverse=True,
             )
         )
-        for model, entries in by_model.items()
+        for key, entries in by_key.items()
     }
+
+
+def override_covers(rule: PriceOverride, provider: str, model: str) -> bool:
+    """Whether ``rule`` prices calls of ``model`` from ``provider`` (from its effective
+    date): what ``prices show`` and the prices page list under it."""
+    index = _index([rule])
+    record = UsageRecord(event_id="", kind="llm", provider=provider, model=model)
+    return _override_in(index, record, datetime.max.replace(tzinfo=timezone.utc)) is not None
 
 
 def _provider_names(record: UsageRecord) -> set[str]:
@@ -182,6 +206,26 @@ def _provider_names(record: UsageRecord) -> set[str]:
         names.add(canonical)
     names.discard("")
     return names
+
+
+def _override_in(
+    index: dict[str, tuple[_Override, ...]], record: UsageRecord, at: datetime
+) -> _Override | None:
+    """The override in effect at ``at`` for the record's model: one given for the exact
+    name first, else one for the catalog model the name stands for."""
+    names: set[str] | None = None
+    for key in (_name_key(record.model), _family_key(record.provider, record.model)):
+        candidates = index.get(key) if key is not None else None
+        for candidate in candidates or ():
+            if candidate.effective_from > at:
+                continue
+            if candidate.provider:
+                if names is None:
+                    names = _provider_names(record)
+                if candidate.provider not in names:
+                    continue
+            return candidate
+    return None
 
 
 class Pricer:
@@ -202,20 +246,7 @@ class Pricer:
     def _override_for(
         self, index: dict[str, tuple[_Override, ...]], record: UsageRecord, at: datetime
     ) -> _Override | None:
-        candidates = index.get(record.model.strip().lower())
-        if not candidates:
-            return None
-        names: set[str] | None = None
-        for candidate in candidates:
-            if candidate.effective_from > at:
-                continue
-            if candidate.provider:
-                if names is None:
-                    names = _provider_names(record)
-                if candidate.provider not in names:
-                    continue
-            return candidate
-        return None
+        return _override_in(index, record, at)
 
     def price(self, record: UsageRecord) -> PriceResult:
         if record.kind != "llm":
