@@ -322,6 +322,24 @@ def test_serve_runs_the_real_server(served: Served) -> None:
     assert '"request_count": 1' in out
 
 
+def test_commands_find_the_server_of_their_data_dir_on_its_port(tmp_path: Path) -> None:
+    """Issue 11.14: ``keys create`` and ``usage`` used the default port whatever port the
+    server of the data dir listens on."""
+    data = tmp_path / "srv"
+    proc, srv = start_serve(data)
+    try:
+        out = invoke("usage", "nobody", "--data-dir", str(data), "--json", "--api-key", srv.key)
+        assert '"request_count": 0' in out  # asked the server (the store is locked by it)
+        made = invoke(
+            "keys", "create", "--role", "tenant", "--tenant", "t1", "--data-dir", str(data)
+        )
+        assert f"{srv.url}/login" in made
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert not (data / "server.json").exists()  # a stopped server is not looked for
+
+
 def test_first_start_makes_an_admin_key_and_prints_it_once(tmp_path: Path) -> None:
     env = {**os.environ, "TENANTSCOPE_DATA_DIR": str(tmp_path / "fresh")}
     port = free_port()

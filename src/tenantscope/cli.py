@@ -348,7 +348,7 @@ def keys_create(
         cfg.close()
     scope = f" for tenant {tenant}" if tenant else ""
     if role == "tenant":
-        url = f"http://{settings.host}:{settings.port}"
+        url = _server_url(settings)
         console.print(f"the tenant signs in to its own portal at {url}/login with this key")
     console.print(f"created {role} key {key.key_id}{scope}; the key (shown once):")
     print(token)  # plain and last, so `tenantscope keys create ... | tail -1` captures it
@@ -530,7 +530,7 @@ def usage(
     rng = _range(start, end, timedelta(days=30))
     params = {"from": rng.start.isoformat(), "to": rng.end.isoformat()}
     body: dict[str, Any] | None = None
-    base = url or f"http://{settings.host}:{settings.port}"
+    base = url or _server_url(settings)
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         resp = httpx.get(
@@ -577,6 +577,14 @@ def usage(
     )
     console.print(table)
     console.print(f"{body['start']} .. {body['end']}")
+
+
+def _server_url(settings: Settings) -> str:
+    """The server running on this data dir (whatever port it was started with), else
+    where the settings say it would listen."""
+    from tenantscope.server.runfile import local_url, running_url
+
+    return running_url(settings.data_dir) or local_url(settings.host, settings.port)
 
 
 def _quote(segment: str) -> str:

@@ -12,7 +12,14 @@ from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
 from tenantscope.dashboard import assets, login, pages
-from tenantscope.server import errors, routes_api, routes_health, routes_ingest, routes_keys
+from tenantscope.server import (
+    errors,
+    routes_api,
+    routes_health,
+    routes_ingest,
+    routes_keys,
+    runfile,
+)
 from tenantscope.server.access import FailureLimiter, authorize
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
@@ -49,17 +56,21 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services is not None:
             app.state.services = services
+            runfile.write(services.settings)
             try:
                 yield
             finally:
+                runfile.remove(services.settings)
                 if close_services:
                     services.close()
             return
         svc = Services.open(settings or Settings.load())
         app.state.services = svc
+        runfile.write(svc.settings)
         try:
             yield
         finally:
+            runfile.remove(svc.settings)
             svc.close()
 
     app = FastAPI(
