@@ -33,7 +33,7 @@ from tenantscope.query.scope import Scope
 from tenantscope.storage.duckdb_events import DuckDBEventStore
 from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
-GOALS_MS = {"tenants list, 7 days": 100.0, "tenant usage, 24 h": 10.0}
+GOALS_MS = {"tenants list, 7 days": 100.0, "tenant usage, 24 h": 10.0, "trace lookup": 10.0}
 GOAL_RSS_MB = 500.0
 MID_RANK = 30  # a mid-size tenant: ~0.5% of all traffic with 1,000 Zipf tenants
 

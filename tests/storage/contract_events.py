@@ -259,6 +259,20 @@ class EventStoreContract:
         assert [r.trace_id for r in narrow] == ["trace0001"] * 3
         assert event_store.trace_records([], T0, T0 + timedelta(hours=1)) == []
 
+    def test_trace_bounds(self, event_store: EventStore) -> None:
+        recs = make_records(12)  # traces 0..3, three spans each, a second apart
+        for r in recs:  # one write per span: the trace's bounds span several writes
+            event_store.write([r])
+        assert event_store.trace_bounds("trace0001") == (
+            recs[3].start_time.replace(tzinfo=None),
+            recs[5].start_time.replace(tzinfo=None),
+        )
+        assert event_store.trace_bounds("nope") is None
+        # a rewrite of stored spans keeps them findable
+        event_store.write([], [recs[4].replace(user_id="changed")])
+        bounds = event_store.trace_bounds("trace0001")
+        assert bounds is not None and bounds[0] <= recs[4].start_time.replace(tzinfo=None)
+
     def test_response_records(self, event_store: EventStore) -> None:
         recs = make_records(6)
         recs[4] = recs[4].replace(response_id="chatcmpl-1", trace_id="other")  # a copy

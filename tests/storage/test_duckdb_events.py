@@ -171,6 +171,35 @@ def test_a_store_of_an_earlier_version_gains_the_new_columns(tmp_path: Path) -> 
         store.close()
 
 
+def test_the_trace_index_stays_right_when_sorted_and_is_built_for_older_stores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenantscope.storage import duckdb_events
+
+    monkeypatch.setattr(duckdb_events, "TRACE_INDEX_SORT_EVERY", 5)  # sort often
+    path = tmp_path / "idx.duckdb"
+    store = DuckDBEventStore(path)
+    recs = make_records(30)
+    for i in range(0, 30, 2):
+        store.write(recs[i : i + 2])
+    want = {
+        t: (min(r.start_time for r in recs if r.trace_id == t).replace(tzinfo=None),
+            max(r.start_time for r in recs if r.trace_id == t).replace(tzinfo=None))
+        for t in {r.trace_id for r in recs}
+    }  # fmt: skip
+    assert {t: store.trace_bounds(t) for t in want} == want
+    store.close()
+    con = duckdb.connect(str(path))  # a store of a version before the index
+    con.execute("DROP TABLE trace_index")
+    con.execute("DELETE FROM tenantscope_meta WHERE key = 'trace_index_version'")
+    con.close()
+    store = DuckDBEventStore(path)
+    try:
+        assert {t: store.trace_bounds(t) for t in want} == want
+    finally:
+        store.close()
+
+
 def test_in_memory_store() -> None:
     store = DuckDBEventStore(":memory:")
     try:

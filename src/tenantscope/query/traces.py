@@ -321,7 +321,16 @@ class TraceQueries:
 
     # -- one trace -----------------------------------------------------------------------
     def detail(self, scope: Scope, trace_id: str) -> TraceDetail:
-        w = Where.of(scope).add("trace_id = :trace", trace=trace_id)
+        bounds = self.events.trace_bounds(trace_id)
+        if bounds is None:
+            raise NotFound(f"trace {trace_id!r} not found")
+        # within the trace's own time range: the store reads that, not all the data
+        w = Where.of(scope).add(
+            "start_time >= :t_lo AND start_time <= :t_hi AND trace_id = :trace",
+            t_lo=bounds[0],
+            t_hi=bounds[1],
+            trace=trace_id,
+        )
         rows = self.events.fetch(
             f"SELECT * FROM records {w.sql} ORDER BY start_time, span_id", w.params
         )

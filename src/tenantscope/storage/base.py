@@ -94,6 +94,12 @@ class EventStore(abc.ABC):
         """All stored records of these traces that started inside the range."""
 
     @abc.abstractmethod
+    def trace_bounds(self, trace_id: str) -> tuple[datetime, datetime] | None:
+        """The first and last start time among the stored spans of ``trace_id`` (naive
+        UTC), or None when none is stored: a trace is read within them, not looked for in
+        all the data. May be wider than exact (hash collisions), never narrower."""
+
+    @abc.abstractmethod
     def response_records(
         self, response_ids: Sequence[str], start_min: datetime, start_max: datetime
     ) -> list[UsageRecord]:

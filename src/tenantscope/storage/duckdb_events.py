@@ -90,6 +90,26 @@ _REPLACED = (
     "WHERE records.start_time BETWEEN $lo AND $hi)"
 )
 _CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
+# Where each trace's spans start: a trace is looked up by id all day (a support engineer
+# pastes one from a log), and trace ids are random, so ``records`` (in time order) has to
+# be scanned whole to find one. This narrow table of (hash of the trace id, first and last
+# span start) is kept sorted by the hash, so zone maps find a trace in one row group, plus
+# a short unsorted tail of what was written since it was last sorted; the records are then
+# read within the trace's own time range. One row per trace and write batch.
+TRACE_INDEX_VERSION = "1"
+_CREATE_TRACE_INDEX = (
+    "CREATE TABLE IF NOT EXISTS trace_index (th UBIGINT, first TIMESTAMP, last TIMESTAMP)"
+)
+_INDEX_ROWS = (
+    "SELECT hash(trace_id) AS th, min(start_time) AS first, max(start_time) AS last "
+    "FROM {source} GROUP BY trace_id"
+)
+_SORT_TRACE_INDEX = (
+    "CREATE OR REPLACE TABLE trace_index AS SELECT th, min(first) AS first, "
+    "max(last) AS last FROM trace_index GROUP BY th ORDER BY th"
+)
+# Sort the index again once this many rows were appended to it unsorted.
+TRACE_INDEX_SORT_EVERY = 200_000
 
 
 # Exports flatten what a spreadsheet cannot show and label times as UTC explicitly.
@@ -246,6 +266,7 @@ class DuckDBEventStore(EventStore):
         self._closed = False
         self._dirty_records = 0
         self._dirty_since: datetime | None = None
+        self._index_unsorted = 0  # trace index rows appended since it was last sorted
         self._init_schema()
 
     # -- setup -------------------------------------------------------------------------
@@ -283,15 +304,22 @@ class DuckDBEventStore(EventStore):
             )
         for ddl in rollups.CREATE:
             conn.execute(ddl)
+        conn.execute(_CREATE_TRACE_INDEX)
         if not conn.execute(
             "SELECT 1 FROM tenantscope_meta WHERE key = 'rollups_version' AND value = $v",
             {"v": ROLLUPS_VERSION},
         ).fetchall():
             self.rebuild_rollups()
+        elif not conn.execute(
+            "SELECT 1 FROM tenantscope_meta WHERE key = 'trace_index_version' AND value = $v",
+            {"v": TRACE_INDEX_VERSION},
+        ).fetchall():
+            self._rebuild_trace_index()
 
     def rebuild_rollups(self) -> None:
-        """Recompute the rollup tables from ``records`` (after a bulk load that bypassed
-        ``write``, or when opening a file written before rollups existed)."""
+        """Recompute the rollup tables and the trace index from ``records`` (after a bulk
+        load that bypassed ``write``, or when opening a file written before they existed)."""
+        self._rebuild_trace_index()
         with self._write_lock:
             _in_transaction(
                 self._conn,
@@ -307,6 +335,23 @@ class DuckDBEventStore(EventStore):
             )
             self._dirty_records = 0
             self._dirty_since = None
+
+    def _rebuild_trace_index(self) -> None:
+        with self._write_lock:
+            _in_transaction(
+                self._conn,
+                [
+                    ("DELETE FROM trace_index", None),
+                    (f"INSERT INTO trace_index {_INDEX_ROWS.format(source='records')}", None),
+                    (_SORT_TRACE_INDEX, None),
+                    ("DELETE FROM tenantscope_meta WHERE key = 'trace_index_version'", None),
+                    (
+                        "INSERT INTO tenantscope_meta VALUES ('trace_index_version', $v)",
+                        {"v": TRACE_INDEX_VERSION},
+                    ),
+                ],
+            )
+            self._index_unsorted = 0
 
     def compact_rollups(self) -> None:
         """Fold the delta rows written since the last compaction."""
@@ -407,6 +452,9 @@ class DuckDBEventStore(EventStore):
                     cur.execute(
                         f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
                     )
+                    indexed = cur.execute(
+                        f"INSERT INTO trace_index {_INDEX_ROWS.format(source='_ts_batch')}"
+                    ).fetchall()
                     if old is not None:  # the stored versions go out as the new ones come in
                         deltas = rollups.delta_inserts_replacing("_ts_batch", "_ts_old")
                     else:
@@ -429,6 +477,10 @@ class DuckDBEventStore(EventStore):
             self._dirty_records += len(batch)
             if self._dirty_records >= COMPACT_EVERY_RECORDS:
                 self._compact_locked(cur)
+            self._index_unsorted += int(indexed[0][0]) if indexed else 0
+            if self._index_unsorted >= TRACE_INDEX_SORT_EVERY:
+                _in_transaction(cur, [(_SORT_TRACE_INDEX, None)])
+                self._index_unsorted = 0
 
     # -- look-ups ----------------------------------------------------------------------
 
@@ -458,6 +510,19 @@ class DuckDBEventStore(EventStore):
             {"lo": start_min, "hi": start_max, "ids": list(trace_ids)},
         )
         return arrow_to_records(table)
+
+    def trace_bounds(self, trace_id: str) -> tuple[datetime, datetime] | None:
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT min(first), max(last) FROM trace_index WHERE th = hash($trace)",
+                {"trace": trace_id},
+            )
+            .fetchall()
+        )
+        if not rows or rows[0][0] is None:
+            return None
+        return rows[0][0], rows[0][1]
 
     def response_records(
         self, response_ids: Sequence[str], start_min: datetime, start_max: datetime
