@@ -148,6 +148,29 @@ def test_custom_range_and_presets(dash: RunningServer) -> None:
     page(dash, "/tenants?from=2026-01-02&to=2026-01-01", 400)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/?to=9999-12-31T23:59:59Z",
+        "/tenants?to=0001-01-02",
+        "/sessions?from=0001-01-01T00:00:00Z",
+        "/traces?from=0001-01-01T00:00:00%2B01:00",
+        "/tenant?id=apex-legal&to=1e300",
+        "/sla?from=1969-12-31",
+    ],
+)
+def test_out_of_range_times_are_400_pages_naming_the_accepted_range(
+    dash: RunningServer, path: str
+) -> None:
+    text = page(dash, path, 400)
+    assert "between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z" in text
+
+
+def test_the_whole_accepted_range_is_a_page(dash: RunningServer) -> None:
+    text = page(dash, "/tenants?from=0&to=" + quote("2200-01-01T00:00:00Z"))
+    assert "Apex Legal" in text
+
+
 def test_empty_state(server: RunningServer) -> None:
     text = page(server, "/")
     assert 'data-testid="empty-state"' in text and "/v1/traces" in text

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import RunningServer
-from tests.query.seed import HOSTILE, seed
+from tests.query.seed import CALLS, HOSTILE, seed
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 MONEY = re.compile(r"^\d+\.\d{9,12}$")
@@ -134,6 +134,42 @@ def test_bad_parameters_are_400_with_a_message_naming_them(
     assert resp.status_code == 400, resp.text
     err = resp.json()["error"]
     assert needle in err["message"]
+
+
+TIME_BOUNDS = "between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/timeseries", {"to": "9999-12-31T23:59:59Z"}, "to"),
+        ("/api/tenants", {"to": "0001-01-02"}, "to"),
+        ("/api/sessions", {"from": "0001-01-01T00:00:00Z"}, "from"),
+        ("/api/tenants/apex-legal/usage", {"from": "0001-01-01T00:00:00+01:00"}, "from"),
+        ("/api/tenants/apex-legal", {"to": "9999-12-31T23:59:59-01:00"}, "to"),
+        ("/api/traces", {"to": "1e20"}, "to"),
+        ("/api/users", {"from": "-1"}, "from"),
+        ("/api/breakdown", {"by": "model", "from": "1969-12-31T23:59:59Z"}, "from"),
+        ("/api/sla", {"to": "2200-01-01T00:00:01Z"}, "to"),
+    ],
+)
+def test_out_of_range_times_are_400_naming_the_accepted_range(
+    api: RunningServer, path: str, params: dict[str, str], field: str
+) -> None:
+    resp = api.client.get(path, params=params)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message.startswith(f"{field}: ") and TIME_BOUNDS in message, message
+    # the connection is still good (a 500 here used to drop it)
+    assert api.client.get("/api/tenants").status_code == 200
+
+
+def test_the_bounds_of_the_time_range_are_accepted(api: RunningServer) -> None:
+    everything = {"from": "0", "to": "2200-01-01T00:00:00Z"}
+    items = get(api, "/api/tenants", **everything)["items"]
+    assert sum(t["requests"] for t in items) == len(CALLS)
+    days = get(api, "/api/timeseries", interval="day", **{"from": "0", "to": "1980-01-01"})
+    assert len(days["series"][0]["points"]) == 3652
 
 
 def test_injection_payloads_are_data(api: RunningServer) -> None:

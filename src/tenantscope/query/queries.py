@@ -76,6 +76,7 @@ BREAKDOWNS: dict[str, str] = {
 METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 5000
+MAX_OFFSET = 2**40
 
 
 def _order(value: str | None) -> str:
@@ -98,7 +99,8 @@ def _offset(cursor: str | None) -> int:
     if data is None:
         return 0
     off = data.get("o")
-    if not isinstance(off, int) or off < 0:
+    # bounded: the store takes a 64-bit OFFSET, and a hand-made cursor may hold any number
+    if not isinstance(off, int) or not 0 <= off <= MAX_OFFSET:
         raise BadRequest("cursor is not valid: pass next_cursor from a previous page") from None
     return off
 

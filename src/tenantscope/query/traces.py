@@ -14,14 +14,21 @@ another tenant is, to it, a parent that is not stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query.common import Where, aware, from_json, ms, naive, to_int
 from tenantscope.query.models import Page, SpanNode, TraceDetail, TraceRow
-from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
+from tenantscope.query.params import (
+    MAX_TIME,
+    MIN_TIME,
+    TimeRange,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
 from tenantscope.query.scope import Scope
 from tenantscope.storage.base import EventStore
 from tenantscope.storage.rollups import COUNTED
@@ -86,8 +93,13 @@ class _After:
         if data is None:
             return None
         try:
-            return cls(naive(datetime.fromisoformat(str(data["t"]))), str(data["id"]))
-        except (KeyError, ValueError):
+            time = datetime.fromisoformat(str(data["t"]))
+            if time.tzinfo is None:
+                time = time.replace(tzinfo=timezone.utc)
+            if not MIN_TIME <= time <= MAX_TIME:  # (what a hand-made cursor may hold)
+                raise ValueError(time)
+            return cls(naive(time), str(data["id"]))
+        except (KeyError, ValueError, OverflowError):
             raise BadRequest("cursor is not valid: pass next_cursor from a previous page") from None
 
     def add_to(self, w: Where) -> Where:

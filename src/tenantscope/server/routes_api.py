@@ -20,20 +20,16 @@ from tenantscope.query.models import (
     TraceDetail,
     TraceRow,
 )
-from tenantscope.query.params import TimeRange
+from tenantscope.query.params import TIME_BOUNDS, TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.services import services_of
 
 router = APIRouter(prefix="/api", tags=["query"])
 
-FromQ = Annotated[
-    str | None,
-    Query(alias="from", description="RFC 3339 time or epoch seconds; default: `to` - 7 days"),
-]
-ToQ = Annotated[
-    str | None, Query(alias="to", description="RFC 3339 time or epoch seconds; default: now")
-]
+_TIMES = f"RFC 3339 time or epoch seconds, between {TIME_BOUNDS}"
+FromQ = Annotated[str | None, Query(alias="from", description=f"{_TIMES}; default: `to` - 7 days")]
+ToQ = Annotated[str | None, Query(alias="to", description=f"{_TIMES}; default: now")]
 LimitQ = Annotated[int | None, Query(ge=1, le=1000, description="page size (default 50)")]
 CursorQ = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 OrderQ = Annotated[Literal["asc", "desc"] | None, Query(description="default desc")]
