@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tenantscope.query.params import encode_cursor
 from tests.conftest import RunningServer
 from tests.query.seed import CALLS, HOSTILE, seed
 
@@ -120,6 +121,13 @@ def test_users_sessions_breakdown_series_sla(api: RunningServer) -> None:
         ("/api/tenants", {"limit": 0}, "limit"),
         ("/api/tenants", {"limit": 5000}, "limit"),
         ("/api/tenants", {"cursor": "@@@"}, "cursor"),
+        # hand-made cursors: an offset past 64 bits, a time at the end of datetime
+        ("/api/users", {"cursor": encode_cursor({"o": 2**70})}, "cursor"),
+        (
+            "/api/traces",
+            {"cursor": encode_cursor({"t": "9999-12-31T23:59:59.999999", "id": "f"})},
+            "cursor",
+        ),
         ("/api/breakdown", {"by": "color"}, "by"),
         ("/api/breakdown", {}, "by"),
         ("/api/timeseries", {"metric": "joy"}, "metric"),
