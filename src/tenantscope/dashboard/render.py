@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -118,6 +118,11 @@ def tenant_label(tenant_id: str) -> str:
     return tenant_id if tenant_id else NO_TENANT
 
 
+def segment(value: str) -> str:
+    """A value as one URL path segment: every reserved character percent-encoded."""
+    return quote(value, safe="")
+
+
 def usage_rule(name: str) -> str:
     """What a span's ``usage_convention`` means; the name itself for one we don't know
     (a newer ingest than this dashboard)."""
@@ -168,6 +173,7 @@ class Pages:
             ago=ago,
             tenant_label=tenant_label,
             usage_rule=usage_rule,
+            segment=segment,
         )
         env.globals.update(delta=delta, version=__version__, NO_TENANT=NO_TENANT, asset=_asset_url)
         self.env = env

@@ -24,6 +24,7 @@ from tenantscope.query.params import TIME_BOUNDS, TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.services import services_of
+from tenantscope.server.tenant_paths import TenantIdRoute
 
 router = APIRouter(prefix="/api", tags=["query"])
 
@@ -34,8 +35,12 @@ LimitQ = Annotated[int | None, Query(ge=1, le=1000, description="page size (defa
 CursorQ = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 OrderQ = Annotated[Literal["asc", "desc"] | None, Query(description="default desc")]
 TenantPath = Annotated[
-    str, Path(description="the tenant id as the app sends it (URL-encoded; may contain /)")
+    str, Path(description="the tenant id as the app sends it, percent-encoded (`/` as `%2F`)")
 ]
+TENANT_IN_PATH = (
+    "The tenant id is one path segment, percent-encoded: any character may be in it"
+    " (`/` as `%2F`, so the tenant `acme/usage` is `/api/tenants/acme%2Fusage`)."
+)
 
 
 def get_scope(request: Request) -> Scope:
@@ -85,11 +90,6 @@ def list_tenants(
     return queries.tenants(scope, rng, q=q, sort=sort, order=order, limit=limit, cursor=cursor)
 
 
-@router.get(
-    "/tenants/{tenant_id:path}/usage",
-    summary="Token, request, session and cost totals of one tenant",
-    description="The shape of the seeds' `get_tenant_usage`. A tenant with no usage gets zeros.",
-)
 def get_tenant_usage(
     tenant_id: TenantPath,
     scope: ScopeDep,
@@ -100,7 +100,6 @@ def get_tenant_usage(
     return queries.tenant_usage(scope, tenant_id, TimeRange.parse(start, end))
 
 
-@router.get("/tenants/{tenant_id:path}", summary="One tenant: totals and configuration")
 def get_tenant(
     tenant_id: TenantPath,
     scope: ScopeDep,
@@ -109,6 +108,27 @@ def get_tenant(
     end: ToQ = None,
 ) -> TenantDetail:
     return queries.tenant(scope, tenant_id, TimeRange.parse(start, end))
+
+
+# Tenant ids may hold any character, "/" included: these two routes read the id from the
+# path as sent (server/tenant_paths.py), so "acme%2Fusage" is a tenant, not acme's usage.
+router.add_api_route(
+    "/tenants/{tenant_id:path}/usage",
+    get_tenant_usage,
+    methods=["GET"],
+    summary="Token, request, session and cost totals of one tenant",
+    description="The shape of the seeds' `get_tenant_usage`. A tenant with no usage gets"
+    f" zeros. {TENANT_IN_PATH}",
+    route_class_override=TenantIdRoute,
+)
+router.add_api_route(
+    "/tenants/{tenant_id:path}",
+    get_tenant,
+    methods=["GET"],
+    summary="One tenant: totals and configuration",
+    description=TENANT_IN_PATH,
+    route_class_override=TenantIdRoute,
+)
 
 
 @router.get(
