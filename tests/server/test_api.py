@@ -180,6 +180,26 @@ def test_the_bounds_of_the_time_range_are_accepted(api: RunningServer) -> None:
     assert len(days["series"][0]["points"]) == 3652
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "needle"),
+    [
+        ("/api/traces", {"tenant": "apex-legal"}, "'tenant' (now tenant_id)"),
+        ("/api/tenants", {"colour": "red"}, "'colour'"),
+        ("/api/users", {"tenant_id": "apex-legal", "sort_by": "cost"}, "did you mean sort?"),
+        ("/api/tenants/apex-legal/usage", {"tenant_id": "x"}, "'tenant_id'"),
+        ("/api/keys", {"role": "admin"}, "/api/keys takes: none"),
+    ],
+)
+def test_unknown_query_parameters_are_400(
+    api: RunningServer, path: str, params: dict[str, str], needle: str
+) -> None:
+    """A parameter a route does not take is refused, never silently ignored."""
+    resp = api.client.get(path, params=params)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message.startswith("unknown query parameter") and needle in message, message
+
+
 def test_injection_payloads_are_data(api: RunningServer) -> None:
     payload = "x' OR '1'='1"
     assert get(api, "/api/traces", tenant_id=payload)["items"] == []

@@ -21,6 +21,7 @@ from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
+from tenantscope.server.strict_params import reject_unknown_params
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
@@ -57,7 +58,10 @@ def _html(request: Request) -> None:
     request.state.html = True
 
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_html)])
+# Pages take the API's parameter names and, like the API, refuse any other.
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(_html), Depends(reject_unknown_params)]
+)
 
 
 def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> PickedRange:
@@ -86,7 +90,7 @@ def overview(
     if principal is not None and principal.role == "tenant":
         # a tenant's overview is its own tenant page
         return RedirectResponse(
-            "/tenant?" + urlencode({"id": principal.tenant_id, **picked.params()}),
+            "/tenant?" + urlencode({"tenant_id": principal.tenant_id, **picked.params()}),
             status_code=303,
         )
     if not queries.has_data(scope):
@@ -153,7 +157,7 @@ def tenant(
     request: Request,
     scope: ScopeDep,
     queries: QueriesDep,
-    tenant_id: Annotated[str, Query(alias="id")],
+    tenant_id: str,
     picked: PickedDep,
 ) -> HTMLResponse:
     rng = picked.rng
@@ -201,20 +205,20 @@ def traces(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
-    user: str | None = None,
-    session: str | None = None,
-    customer: str | None = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    customer_id: str | None = None,
     model: str | None = None,
     feature: str | None = None,
     status: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
     filters = {
-        "tenant": tenant,
-        "user": user,
-        "session": session,
-        "customer": customer,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "session_id": session_id,
+        "customer_id": customer_id,
         "model": model,
         "feature": feature,
         "status": status,
@@ -222,10 +226,10 @@ def traces(
     page = queries.traces(
         scope,
         picked.rng,
-        tenant_id=tenant,
-        user_id=user or None,
-        session_id=session or None,
-        customer_id=customer or None,
+        tenant_id=tenant_id,
+        user_id=user_id or None,
+        session_id=session_id or None,
+        customer_id=customer_id or None,
         model=model or None,
         feature=feature or None,
         status=status or None,
@@ -287,13 +291,13 @@ def users(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
+    tenant_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
     sort = sort or "cost"
     page = queries.users(
-        scope, picked.rng, tenant_id=tenant, sort=sort, limit=PAGE_SIZE, cursor=cursor
+        scope, picked.rng, tenant_id=tenant_id, sort=sort, limit=PAGE_SIZE, cursor=cursor
     )
     return _page(
         request,
@@ -302,7 +306,7 @@ def users(
         "users",
         kind="users",
         page=page,
-        tenant=tenant,
+        tenant_id=tenant_id,
         sort=sort,
         cursor=cursor,
     )
@@ -314,8 +318,8 @@ def sessions(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
-    user: str | None = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
 ) -> HTMLResponse:
@@ -323,8 +327,8 @@ def sessions(
     page = queries.sessions(
         scope,
         picked.rng,
-        tenant_id=tenant,
-        user_id=user or None,
+        tenant_id=tenant_id,
+        user_id=user_id or None,
         sort=sort,
         limit=PAGE_SIZE,
         cursor=cursor,
@@ -336,8 +340,8 @@ def sessions(
         "sessions",
         kind="sessions",
         page=page,
-        tenant=tenant,
-        user=user,
+        tenant_id=tenant_id,
+        user_id=user_id,
         sort=sort,
         cursor=cursor,
     )

@@ -183,8 +183,10 @@ class Pages:
     ) -> HTMLResponse:
         def url(path: str, **params: Any) -> str:
             """A dashboard link with these query parameters (empty ones left out)."""
-            # "id" stays even when empty: "" is the (no tenant) tenant
-            clean = {k: v for k, v in params.items() if v is not None and (v != "" or k == "id")}
+            # "tenant_id" stays even when empty: "" is the (no tenant) tenant
+            clean = {
+                k: v for k, v in params.items() if v is not None and (v != "" or k == "tenant_id")
+            }
             return path + ("?" + urlencode(clean) if clean else "")
 
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()

@@ -24,9 +24,11 @@ from tenantscope.query.params import TIME_BOUNDS, TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.services import services_of
+from tenantscope.server.strict_params import reject_unknown_params
 from tenantscope.server.tenant_paths import TenantIdRoute
 
-router = APIRouter(prefix="/api", tags=["query"])
+# unknown query parameters are refused (server/strict_params.py)
+router = APIRouter(prefix="/api", tags=["query"], dependencies=[Depends(reject_unknown_params)])
 
 _TIMES = f"RFC 3339 time or epoch seconds, between {TIME_BOUNDS}"
 FromQ = Annotated[str | None, Query(alias="from", description=f"{_TIMES}; default: `to` - 7 days")]
