@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tenantscope.dashboard import charts
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
-from tenantscope.dashboard.render import pages
+from tenantscope.dashboard.render import NO_TENANT, pages
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.query.models import SlaRow, TraceDetail
 from tenantscope.query.queries import Queries
@@ -70,6 +70,25 @@ def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> Pick
 
 
 PickedDep = Annotated[PickedRange, Depends(_picked)]
+# Set by the filter forms (a hidden field): the submission is answered with its canonical URL.
+FormQ = Annotated[str | None, Query(alias="form")]
+
+
+def _canonical(request: Request) -> RedirectResponse:
+    """A filter form's submission as the URL a link would use. A browser sends every box of
+    a form, the empty ones as ``name=``; in a URL, ``tenant_id=`` (present, empty) names
+    the tenant "" (spans sent without one). So here an empty box means "no filter" and is
+    left out, and the tenant box names the tenant "" by its label, "(no tenant)"."""
+    params: list[tuple[str, str]] = []
+    for key, value in request.query_params.multi_items():
+        if key == "form":
+            continue
+        if key == "tenant_id" and value == NO_TENANT:
+            params.append((key, ""))
+        elif value != "":
+            params.append((key, value))
+    query = "?" + urlencode(params) if params else ""
+    return RedirectResponse(request.url.path + query, status_code=303)
 
 
 def _page(
@@ -213,7 +232,10 @@ def traces(
     feature: str | None = None,
     status: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     filters = {
         "tenant_id": tenant_id,
         "user_id": user_id,
@@ -294,7 +316,10 @@ def users(
     tenant_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     sort = sort or "cost"
     page = queries.users(
         scope, picked.rng, tenant_id=tenant_id, sort=sort, limit=PAGE_SIZE, cursor=cursor
@@ -322,7 +347,10 @@ def sessions(
     user_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     sort = sort or "last_seen"
     page = queries.sessions(
         scope,

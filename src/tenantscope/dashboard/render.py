@@ -103,13 +103,21 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     return f"{int(seconds)} s ago"
 
 
+# A previous figure under this share of the current one is "nothing before": the change
+# reads "new", not a percentage such as +14154037% (so at most +9900% is ever shown).
+NEW_BELOW = 0.01
+
+
 def delta(current: Decimal | float | int | None, previous: Decimal | float | int | None) -> str:
-    """Change against the previous period, as a signed percentage ('' when not meaningful)."""
+    """Change against the previous period, as a signed percentage; "new" when the previous
+    period had under 1% of this one's (NEW_BELOW); '' when both are zero or unknown."""
     if current is None or previous is None:
         return ""
     cur, prev = float(current), float(previous)
+    if abs(prev) < NEW_BELOW * abs(cur):
+        return "new"
     if prev == 0:
-        return "new" if cur else ""
+        return ""
     change = (cur - prev) / abs(prev) * 100
     return f"{'+' if change >= 0 else '−'}{abs(change):.0f}%"
 

@@ -439,7 +439,7 @@ class Queries:
         off = _offset(cursor)
         if tenant_id is not None and not scope.allows(tenant_id):
             return Page[ActorRow](items=[])
-        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        w = Where.of(scope, rng).tenant(tenant_id)
         w.eq("user_id", user_id, "f_user").add(f"{column} <> ''")
         # a session is one session; only a user's sessions need counting
         sessions = (
@@ -571,7 +571,7 @@ class Queries:
         lim = check_limit(limit)
         if tenant_id is not None and not scope.allows(tenant_id):
             raise NotFound(f"tenant {tenant_id!r} not found")
-        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant").add(COUNTED)
+        w = Where.of(scope, rng).tenant(tenant_id).add(COUNTED)
         cols = [BREAKDOWNS[by] for by in dict.fromkeys(bys)]
         # which grouping set a row belongs to: the index of its dimension
         which = " ".join(f"WHEN grouping({c}) = 0 THEN {i}" for i, c in enumerate(cols))

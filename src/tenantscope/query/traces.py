@@ -164,7 +164,7 @@ class TraceQueries:
         count: int,
     ) -> list[dict[str, Any]]:
         """The newest ``count`` matching spans without a parent."""
-        w = Where.of(scope, rng).eq("tenant_id", filters.tenant_id, "tenant")
+        w = Where.of(scope, rng).tenant(filters.tenant_id)
         w.add("parent_span_id = ''")
         filters.add_span_clauses(w, "start", "end")
         if after is not None:
@@ -234,7 +234,7 @@ class TraceQueries:
         its display root."""
         start, end = rng.naive()
         pad = timedelta(hours=TRACE_SPAN_HOURS)
-        kids = Where.of(scope).eq("tenant_id", filters.tenant_id, "tenant")
+        kids = Where.of(scope).tenant(filters.tenant_id)
         kids.add(
             "start_time >= :w_lo AND start_time < :w_hi AND parent_span_id <> ''",
             w_lo=lo,
@@ -262,7 +262,7 @@ class TraceQueries:
             w_lo=lo,
             w_hi=hi,
         )
-        first.eq("tenant_id", filters.tenant_id, "tenant")
+        first.tenant(filters.tenant_id)
         if after is not None:
             after.add_to(first)
         # MATERIALIZED: read once; inlined into both sides of the self-join below, DuckDB
