@@ -539,6 +539,66 @@ def test_phone_width_every_main_page(tab: Tab) -> None:
     assert not overflow, f"pages wider than the phone (px too wide): {overflow}"
 
 
+# Each figure table on the page: its card's content box, the right edges of its Cost column
+# and of its last column, and whether the card scrolls sideways.
+_TABLES_IN_CARDS = """() => [...document.querySelectorAll('.card table.table')].map(t => {
+    const card = t.closest('.card');
+    const box = card.getBoundingClientRect();
+    const right = box.right - parseFloat(getComputedStyle(card).paddingRight);
+    const heads = [...t.querySelectorAll('thead th')];
+    const cost = heads.find(h => h.textContent.trim() === 'Cost');
+    return {
+        table: t.dataset.testid,
+        content_right: right,
+        cost_right: cost ? cost.getBoundingClientRect().right : null,
+        last_right: heads.length ? heads[heads.length - 1].getBoundingClientRect().right : null,
+        scrolls: card.scrollWidth > card.clientWidth + 1,
+    };
+})"""
+
+
+@pytest.mark.parametrize("width", [1440, 1920])
+def test_tenant_page_tables_fit_their_cards(tab: Tab, width: int) -> None:
+    """On a desktop screen the breakdown tables show every column: the Cost (and Share)
+    column's right edge is inside its card, and no card scrolls sideways."""
+    tab.page.set_viewport_size({"width": width, "height": 1000})
+    tab.open("/tenant?tenant_id=apex-legal")
+    tables = tab.page.evaluate(_TABLES_IN_CARDS)
+    with_cost = [t for t in tables if t["cost_right"] is not None]
+    assert {"breakdown-model", "breakdown-feature", "breakdown-user"} <= {
+        t["table"] for t in with_cost
+    }
+    for t in tables:
+        assert not t["scrolls"], t
+        assert t["last_right"] is None or t["last_right"] <= t["content_right"] + 0.5, t
+    for t in with_cost:
+        assert t["cost_right"] <= t["content_right"] + 0.5, t
+    tab.shot(f"tenant-{width}")
+
+
+# Each chart: how many of its x-axis labels overlap its legend.
+_LABELS_ON_LEGEND = """() => [...document.querySelectorAll('.chart')].map(el => {
+    const legend = el.querySelector('g.legend');
+    if (!legend) return 0;
+    const l = legend.getBoundingClientRect();
+    return [...el.querySelectorAll('g.xtick text')].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.left < l.right && l.left < r.right && r.top < l.bottom && l.top < r.bottom;
+    }).length;
+})"""
+
+
+@pytest.mark.parametrize("width", [900, 1440, 1920])
+def test_sla_chart_labels_clear_of_the_legend(tab: Tab, width: int) -> None:
+    """Tenant names under the latency bars (turned when there is little room) never run
+    into the chart's legend."""
+    tab.page.set_viewport_size({"width": width, "height": 1000})
+    tab.open("/sla")
+    assert tab.charts_drawn() == 2
+    assert tab.page.evaluate(_LABELS_ON_LEGEND) == [0, 0]
+    tab.shot(f"sla-{width}")
+
+
 def test_no_favicon_error(tab: Tab) -> None:
     """Browsers fetch the page's icon (``/favicon.ico`` unless a ``<link rel=icon>`` says
     otherwise) with the first page of a site; a 404 there is a console error. Chromium
