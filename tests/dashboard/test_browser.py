@@ -294,7 +294,7 @@ def test_time_range_24h(tab: Tab) -> None:
 def test_view_traces_of_apex_legal(tab: Tab) -> None:
     tab.open("/tenants")
     tab.page.locator("tr[data-tenant=apex-legal]").get_by_role("link", name="View traces").click()
-    tab.page.wait_for_url("**/traces?*tenant=apex-legal*")
+    tab.page.wait_for_url("**/traces?*tenant_id=apex-legal*")
     assert tab.path() == "/traces"
     assert tab.page.get_by_role("textbox", name="tenant").input_value() == "apex-legal"
     rows = tab.page.locator("[data-testid=traces-table] tbody tr[data-trace]")
@@ -328,7 +328,7 @@ def _flatten(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_trace_waterfall_matches_the_api(tab: Tab) -> None:
     pick = _a_rich_apex_trace(tab)
-    tab.open("/traces?tenant=apex-legal")
+    tab.open("/traces?tenant_id=apex-legal")
     tab.page.locator(f"tr[data-trace='{pick['trace_id']}'] td:first-child a").click()
     tab.page.wait_for_url(f"**/traces/{pick['trace_id']}*")
     detail = tab.api(f"/api/traces/{pick['trace_id']}")
@@ -363,7 +363,7 @@ def test_trace_waterfall_matches_the_api(tab: Tab) -> None:
     root_track = rows.nth(0).locator(".wf-track").bounding_box()
     assert root_box and root_track and root_box["width"] >= 0.98 * root_track["width"]
     back = tab.page.locator(".crumbs").get_by_role("link", name="apex-legal", exact=True)
-    assert back.get_attribute("href") == "/tenant?id=apex-legal&range=7d"
+    assert back.get_attribute("href") == "/tenant?tenant_id=apex-legal&range=7d"
     tab.shot("trace")
 
 
@@ -424,7 +424,7 @@ def test_overview_chart_drawn_by_local_plotly(tab: Tab) -> None:
 def test_tenant_detail_of_apex_legal(tab: Tab) -> None:
     tab.open("/tenants")
     tab.page.locator("tr[data-tenant=apex-legal] a.tenant").click()
-    tab.page.wait_for_url("**/tenant?*id=apex-legal*")
+    tab.page.wait_for_url("**/tenant?*tenant_id=apex-legal*")
     assert "Apex Legal" in tab.page.locator("h1.page-title").inner_text()
     api = tab.api("/api/tenants/apex-legal", **tab.picked_range())
     assert_money(tab.page.get_by_test_id("tenant-cost").inner_text(), api["totals"]["cost_usd"])
@@ -472,7 +472,7 @@ def test_users_page(tab: Tab) -> None:
 
 
 def test_sessions_page(tab: Tab) -> None:
-    tab.open("/sessions?tenant=apex-legal")
+    tab.open("/sessions?tenant_id=apex-legal")
     rows = tab.page.get_by_test_id("sessions-table").locator("tbody tr")
     assert rows.count() > 0
     assert set(rows.locator("td:nth-child(2)").all_inner_texts()) == {"apex-legal"}
@@ -480,8 +480,8 @@ def test_sessions_page(tab: Tab) -> None:
     first = rows.nth(0).locator("td:first-child a")
     session = first.inner_text()
     first.click()
-    tab.page.wait_for_url("**/traces?*session=*")
-    assert tab.query()["session"] == session and tab.query()["tenant"] == "apex-legal"
+    tab.page.wait_for_url("**/traces?*session_id=*")
+    assert tab.query()["session_id"] == session and tab.query()["tenant_id"] == "apex-legal"
     traces = tab.page.locator("[data-testid=traces-table] tbody tr[data-trace]")
     api = tab.api("/api/traces", tenant_id="apex-legal", session_id=session, **tab.picked_range())
     assert traces.count() == len(api["items"]) >= 1
@@ -524,7 +524,7 @@ def test_phone_width_every_main_page(tab: Tab) -> None:
     for path in (
         "/",
         "/tenants",
-        "/tenant?id=apex-legal",
+        "/tenant?tenant_id=apex-legal",
         "/traces",
         f"/traces/{trace_id}",
         "/users",
@@ -537,6 +537,66 @@ def test_phone_width_every_main_page(tab: Tab) -> None:
         if extra > 1:
             overflow[path] = extra
     assert not overflow, f"pages wider than the phone (px too wide): {overflow}"
+
+
+# Each figure table on the page: its card's content box, the right edges of its Cost column
+# and of its last column, and whether the card scrolls sideways.
+_TABLES_IN_CARDS = """() => [...document.querySelectorAll('.card table.table')].map(t => {
+    const card = t.closest('.card');
+    const box = card.getBoundingClientRect();
+    const right = box.right - parseFloat(getComputedStyle(card).paddingRight);
+    const heads = [...t.querySelectorAll('thead th')];
+    const cost = heads.find(h => h.textContent.trim() === 'Cost');
+    return {
+        table: t.dataset.testid,
+        content_right: right,
+        cost_right: cost ? cost.getBoundingClientRect().right : null,
+        last_right: heads.length ? heads[heads.length - 1].getBoundingClientRect().right : null,
+        scrolls: card.scrollWidth > card.clientWidth + 1,
+    };
+})"""
+
+
+@pytest.mark.parametrize("width", [1440, 1920])
+def test_tenant_page_tables_fit_their_cards(tab: Tab, width: int) -> None:
+    """On a desktop screen the breakdown tables show every column: the Cost (and Share)
+    column's right edge is inside its card, and no card scrolls sideways."""
+    tab.page.set_viewport_size({"width": width, "height": 1000})
+    tab.open("/tenant?tenant_id=apex-legal")
+    tables = tab.page.evaluate(_TABLES_IN_CARDS)
+    with_cost = [t for t in tables if t["cost_right"] is not None]
+    assert {"breakdown-model", "breakdown-feature", "breakdown-user"} <= {
+        t["table"] for t in with_cost
+    }
+    for t in tables:
+        assert not t["scrolls"], t
+        assert t["last_right"] is None or t["last_right"] <= t["content_right"] + 0.5, t
+    for t in with_cost:
+        assert t["cost_right"] <= t["content_right"] + 0.5, t
+    tab.shot(f"tenant-{width}")
+
+
+# Each chart: how many of its x-axis labels overlap its legend.
+_LABELS_ON_LEGEND = """() => [...document.querySelectorAll('.chart')].map(el => {
+    const legend = el.querySelector('g.legend');
+    if (!legend) return 0;
+    const l = legend.getBoundingClientRect();
+    return [...el.querySelectorAll('g.xtick text')].filter(t => {
+        const r = t.getBoundingClientRect();
+        return r.left < l.right && l.left < r.right && r.top < l.bottom && l.top < r.bottom;
+    }).length;
+})"""
+
+
+@pytest.mark.parametrize("width", [900, 1440, 1920])
+def test_sla_chart_labels_clear_of_the_legend(tab: Tab, width: int) -> None:
+    """Tenant names under the latency bars (turned when there is little room) never run
+    into the chart's legend."""
+    tab.page.set_viewport_size({"width": width, "height": 1000})
+    tab.open("/sla")
+    assert tab.charts_drawn() == 2
+    assert tab.page.evaluate(_LABELS_ON_LEGEND) == [0, 0]
+    tab.shot(f"sla-{width}")
 
 
 def test_no_favicon_error(tab: Tab) -> None:

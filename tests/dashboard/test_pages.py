@@ -19,7 +19,7 @@ from tests.query.seed import CALLS, HOSTILE, seed
 PAGES = (
     "/",
     "/tenants",
-    "/tenant?id=apex-legal",
+    "/tenant?tenant_id=apex-legal",
     "/traces",
     "/users",
     "/sessions",
@@ -58,7 +58,7 @@ def test_every_page_renders_and_escapes_hostile_ids(dash: RunningServer, path: s
 def test_hostile_tenant_shows_escaped(dash: RunningServer) -> None:
     text = page(dash, "/tenants")
     assert str(escape(HOSTILE)) in text  # shown, as text
-    detail = page(dash, "/tenant?id=" + quote(HOSTILE))
+    detail = page(dash, "/tenant?tenant_id=" + quote(HOSTILE))
     assert "&lt;script&gt;" in detail and "<script>alert(" not in detail
 
 
@@ -84,27 +84,27 @@ def test_tenants_sorting_and_search(dash: RunningServer) -> None:
     assert re.findall(r'<tr data-tenant="([^"]*)"', found) == ["stratex-consulting"]
     assert "Stratex Consulting" in found and "professional" in found
     # the View traces action opens Traces filtered to that tenant, keeping the range
-    assert 'href="/traces?tenant=stratex-consulting&amp;range=7d"' in found
+    assert 'href="/traces?tenant_id=stratex-consulting&amp;range=7d"' in found
     none = page(dash, "/tenants?q=zzz-nobody")
     assert "No tenants match" in none
     page(dash, "/tenants?sort=bogus", 400)
 
 
 def test_tenant_detail(dash: RunningServer) -> None:
-    text = page(dash, "/tenant?id=apex-legal")
+    text = page(dash, "/tenant?tenant_id=apex-legal")
     assert '<span class="badge fail">FAIL</span>' in text  # 5 s call over a 2 s target
     assert "$0.1000" in text  # 0.01 + 0.02 + 0.03 + 0.04
     for testid in ("breakdown-model", "breakdown-feature", "breakdown-user", "tenant-users"):
         assert rows(text, testid)
     assert "$500.00" in text  # the monthly budget from its config
-    page(dash, "/tenant?id=nobody-here", 404)
+    page(dash, "/tenant?tenant_id=nobody-here", 404)
 
 
 def test_traces_filters_and_detail(dash: RunningServer) -> None:
-    text = page(dash, "/traces?tenant=apex-legal")
+    text = page(dash, "/traces?tenant_id=apex-legal")
     traces = re.findall(r'<tr data-trace="([0-9a-f]+)"', text)
     assert len(traces) == 4
-    errors = page(dash, "/traces?tenant=apex-legal&status=error")
+    errors = page(dash, "/traces?tenant_id=apex-legal&status=error")
     assert len(re.findall(r"<tr data-trace=", errors)) == 1
     page(dash, "/traces?status=exploded", 400)
     trace_id = re.findall(r'<tr data-trace="([0-9a-f]+)"', errors)[0]
@@ -112,14 +112,14 @@ def test_traces_filters_and_detail(dash: RunningServer) -> None:
     spans = re.findall(r'<details class="wf-row status-(\w+)" data-span="([0-9a-f]+)"', detail)
     assert [s[0] for s in spans] == ["error", "error"]  # root and its LLM call
     assert "upstream 500" in detail  # the error message is shown
-    assert 'href="/tenant?id=apex-legal' in detail  # back to the tenant
+    assert 'href="/tenant?tenant_id=apex-legal' in detail  # back to the tenant
     page(dash, "/traces/" + "f" * 32, 404)
 
 
 def test_users_sessions_sla_prices(dash: RunningServer) -> None:
-    users = page(dash, "/users?tenant=apex-legal")
+    users = page(dash, "/users?tenant_id=apex-legal")
     assert len(rows(users, "users-table")) == 2 and "alice" in users
-    sessions = page(dash, "/sessions?tenant=apex-legal")
+    sessions = page(dash, "/sessions?tenant_id=apex-legal")
     assert len(rows(sessions, "sessions-table")) == 2
     sla = page(dash, "/sla")
     tiers = re.findall(r'data-testid="sla-tier" data-tier="([^"]+)"', sla)
@@ -170,6 +170,53 @@ def test_custom_range_and_presets(dash: RunningServer) -> None:
     assert cost_day.group(1).strip() == "$0.0010"
     assert cost_two.group(1).strip() == "$0.0030"
     page(dash, "/tenants?from=2026-01-02&to=2026-01-01", 400)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/?to=9999-12-31T23:59:59Z",
+        "/tenants?to=0001-01-02",
+        "/sessions?from=0001-01-01T00:00:00Z",
+        "/traces?from=0001-01-01T00:00:00%2B01:00",
+        "/tenant?tenant_id=apex-legal&to=1e300",
+        "/sla?from=1969-12-31",
+    ],
+)
+def test_out_of_range_times_are_400_pages_naming_the_accepted_range(
+    dash: RunningServer, path: str
+) -> None:
+    text = page(dash, path, 400)
+    assert "between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z" in text
+
+
+def test_the_whole_accepted_range_is_a_page(dash: RunningServer) -> None:
+    text = page(dash, "/tenants?from=0&to=" + quote("2200-01-01T00:00:00Z"))
+    assert "Apex Legal" in text
+
+
+def test_pages_take_the_api_names_and_refuse_unknown_ones(dash: RunningServer) -> None:
+    """One vocabulary: a page filters by the API's parameter names; any other parameter
+    is a 400 page naming it (``tenant=`` used to be ignored silently: every tenant)."""
+    apex = page(dash, "/traces?tenant_id=apex-legal")
+    assert len(re.findall(r"<tr data-trace=", apex)) == 4
+    assert 'name="tenant_id" value="apex-legal"' in apex  # the form speaks the same names
+    alice = page(dash, "/sessions?tenant_id=apex-legal&user_id=alice")
+    assert len(rows(alice, "sessions-table")) == 1
+    assert len(rows(page(dash, "/users?tenant_id=apex-legal"), "users-table")) == 2
+    assert "Apex Legal" in page(dash, "/tenant?tenant_id=apex-legal")
+    for path, name, hint in [
+        ("/traces?tenant=apex-legal", "tenant", "(now tenant_id)"),
+        ("/traces?user=alice&session=s1", "user", "(now user_id)"),
+        ("/tenant?id=apex-legal", "id", "(now tenant_id)"),
+        ("/users?tenant=apex-legal", "tenant", "(now tenant_id)"),
+        ("/traces?tenant_ids=apex-legal", "tenant_ids", "(did you mean tenant_id?)"),
+        ("/tenants?colour=red", "colour", ""),
+        ("/?tenant_id=apex-legal", "tenant_id", ""),
+    ]:
+        text = page(dash, path, 400)
+        assert f"{escape(repr(name))} {hint}".strip() in text, (path, text[-900:])
+        assert "takes: " in text
 
 
 def test_empty_state(server: RunningServer) -> None:

@@ -138,11 +138,11 @@ def test_tenant_portal(portal: Portal, site: RunningServer) -> None:
     portal.shot("trace")
 
     # asking for another tenant in the URL: nothing of it
-    portal.visit(f"/traces?tenant={GLOBEX.tenant_id}&range=7d")
+    portal.visit(f"/traces?tenant_id={GLOBEX.tenant_id}&range=7d")
     assert page.locator("[data-testid=traces-table] tr[data-trace]").count() == 0
     # only the id the URL itself carried is echoed back (the filter box)
     assert portal.foreign_strings(allowed=(GLOBEX.tenant_id,)) == []
-    for path in (f"/users?tenant={GLOBEX.tenant_id}", f"/sessions?tenant={GLOBEX.tenant_id}"):
+    for path in (f"/users?tenant_id={GLOBEX.tenant_id}", f"/sessions?tenant_id={GLOBEX.tenant_id}"):
         portal.visit(path)
         assert portal.foreign_strings(allowed=(GLOBEX.tenant_id,)) == []
         assert GLOBEX.users[0] not in page.content()
@@ -161,9 +161,9 @@ def test_tenant_portal(portal: Portal, site: RunningServer) -> None:
         portal.visit(path, 403)
         assert portal.foreign_strings() == []
     portal.shot("forbidden")
-    portal.visit(f"/tenant?id={GLOBEX.tenant_id}", 404)
+    portal.visit(f"/tenant?tenant_id={GLOBEX.tenant_id}", 404)
     not_found = page.inner_text("body")
-    portal.visit("/tenant?id=no-such-tenant-at-all", 404)
+    portal.visit("/tenant?tenant_id=no-such-tenant-at-all", 404)
     assert not_found.replace(GLOBEX.tenant_id, "X") == page.inner_text("body").replace(
         "no-such-tenant-at-all", "X"
     )  # the same answer as for a tenant that does not exist
@@ -180,7 +180,7 @@ def test_tenant_portal(portal: Portal, site: RunningServer) -> None:
     page.wait_for_url(lambda u: urlparse(u).path == "/login")
     assert not [c for c in page.context.cookies() if c["name"] == "ts_session"]
     portal.shot("signed-out")
-    for path in ("/traces", f"/tenant?id={ACME.tenant_id}", "/sla"):
+    for path in ("/traces", f"/tenant?tenant_id={ACME.tenant_id}", "/sla"):
         page.goto(site.url + path)
         assert urlparse(page.url).path == "/login", path
         assert page.locator("[data-testid=login]").count() == 1
@@ -211,5 +211,5 @@ def test_admin_sees_every_tenant(portal: Portal, site: RunningServer) -> None:
     portal.visit("/traces?range=7d")
     shown = page.locator("[data-testid=traces-table] tr[data-trace]").count()
     assert shown == sum(len(t.trace_ids()) for t in TENANTS)
-    portal.visit(f"/tenant?id={GLOBEX.tenant_id}")
+    portal.visit(f"/tenant?tenant_id={GLOBEX.tenant_id}")
     assert GLOBEX.name in page.inner_text("body")

@@ -42,6 +42,15 @@ def test_numbers_and_durations() -> None:
     assert tenant_label("") == "(no tenant)" and tenant_label("acme") == "acme"
 
 
+def test_delta_is_new_when_the_previous_period_is_near_zero() -> None:
+    """Under 1% of the current figure the previous one is nothing: "new", never a
+    percentage like +14154037%."""
+    assert delta(Decimal("141.54037"), Decimal("0.000001")) == "new"
+    assert delta(1415, 0.01) == "new" and delta(101, 1) == "new"
+    assert delta(100, 1) == "+9900%"  # the largest change shown as a percentage
+    assert delta(0, 5) == "−100%" and delta(0, 0) == ""
+
+
 def test_delta_and_ago() -> None:
     assert delta(Decimal("12"), Decimal("10")) == "+20%"
     assert delta(5, 10) == "−50%"

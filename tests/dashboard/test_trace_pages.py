@@ -42,9 +42,9 @@ def test_traces_list_marks_a_trace_without_its_root(dash: RunningServer) -> None
     rows = trace_rows(page(dash, "/traces"))
     assert BADGE in rows[ROOTLESS] and "agent step" in rows[ROOTLESS]
     assert BADGE not in rows[ROOTED]
-    only = page(dash, "/traces?customer=globex")
+    only = page(dash, "/traces?customer_id=globex")
     assert list(trace_rows(only)) == [ROOTLESS]
-    assert 'name="customer" value="globex"' in only  # the filter stays in its box
+    assert 'name="customer_id" value="globex"' in only  # the filter stays in its box
 
 
 def test_trace_page_shows_incomplete_usage_rules_and_shadow_reasons(dash: RunningServer) -> None:
@@ -70,15 +70,15 @@ def test_trace_page_shows_incomplete_usage_rules_and_shadow_reasons(dash: Runnin
 
 
 def test_tenant_page_customers_card(dash: RunningServer) -> None:
-    text = page(dash, "/tenant?id=lf-co")
+    text = page(dash, "/tenant?tenant_id=lf-co")
     table = re.search(r'data-testid="tenant-customers".*?<tbody>(.*?)</tbody>', text, re.S)
     assert table, "no Customers card"
     rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
     firsts = [re.search(r"<td[^>]*>(.*?)</td>", r, re.S) for r in rows]
     names = [re.sub(r"<[^>]+>", "", m.group(1)) for m in firsts if m]
     assert names == ["acme", "(none)", "globex"]
-    assert 'href="/traces?tenant=lf-co&amp;customer=acme&amp;range=7d"' in rows[0]
+    assert 'href="/traces?tenant_id=lf-co&amp;customer_id=acme&amp;range=7d"' in rows[0]
     assert "$0.0300" in rows[0]
-    plain = page(dash, "/tenant?id=plain-co")
+    plain = page(dash, "/tenant?tenant_id=plain-co")
     assert 'data-testid="no-customers"' in plain and "No customer ids sent" in plain
     assert 'data-testid="tenant-customers"' not in plain

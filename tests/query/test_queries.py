@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tenantscope.errors import BadRequest, NotFound
-from tenantscope.query.params import TimeRange
+from tenantscope.query.params import MAX_TIME, MIN_TIME, TimeRange, parse_time
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.services import Services
@@ -296,3 +296,18 @@ def test_actor_pages_follow_a_raw_ordering(q: Queries, sort: str) -> None:
         if cursor is None:
             break
     assert got == [(r["session_id"], Decimal(r["cost"])) for r in raw]
+
+
+def test_time_bounds_and_the_previous_period_of_the_widest_range() -> None:
+    """Every time a query accepts lies between MIN_TIME and MAX_TIME; the times derived
+    from them (the previous period, the default start) are still datetimes."""
+    widest = TimeRange.parse("0", "2200-01-01T00:00:00Z")
+    assert (widest.start, widest.end) == (MIN_TIME, MAX_TIME)
+    before = widest.previous()
+    assert before.end == MIN_TIME and before.start.year == 1740
+    assert TimeRange.parse(None, "1970-01-01T00:00:01Z").start.year == 1969
+    for bad in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1e20", "-inf"):
+        with pytest.raises(BadRequest, match="out of range"):
+            parse_time(bad, "from")
+    with pytest.raises(BadRequest, match="RFC 3339"):
+        parse_time("nan", "from")

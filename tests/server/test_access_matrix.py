@@ -531,7 +531,8 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
                 form["key"] = caller.token
             out.append(Probe(method, route.path, {}, "plain", {"data": form}))
             continue
-        base = {"from": FROM, "to": TO} if route.path not in ("/login",) else {}
+        # the time range where the route takes one (others refuse unknown parameters)
+        base = {"from": FROM, "to": TO} if "from" in route.query else {}
         required = [q[1:] for q in route.query if q.startswith("!")]
         optional = [q for q in route.query if not q.startswith("!")]
         has_path_tenant = "{" in route.path and "{name:path}" not in route.path
@@ -542,8 +543,8 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
         if "group_by" in optional:
             plain_sets.append({**base, "group_by": "tenant"})
         for ps in plain_sets:
-            if "id" in required:
-                ps["id"] = own.tenant_id
+            if "tenant_id" in required:
+                ps["tenant_id"] = own.tenant_id
             out.append(Probe(method, _fill(route.path, own, caller.key_id), ps, "plain"))
         # path parameters naming a foreign object
         if has_path_tenant:
@@ -612,7 +613,11 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 303  # its overview is its own tenant page
     if probe.variant in ("foreign:path", "foreign:id"):
         return 404  # never 403: no existence oracle
-    if probe.variant == "foreign:tenant_id" and route.path in ("/api/breakdown", "/api/timeseries"):
+    if probe.variant == "foreign:tenant_id" and route.path in (
+        "/api/breakdown",
+        "/api/timeseries",
+        "/tenant",  # the tenant page: the tenant it shows
+    ):
         return 404
     return 200
 
@@ -664,7 +669,7 @@ def check(m: Matrix, route: RouteInfo, c: Caller, p: Probe) -> list[str]:
             if not location.startswith("/login?next="):
                 problems.append(f"{what}: redirected to {location}")
         if kind == "page" and c.role == "tenant" and route.path == "/" and c.tenant:
-            want_loc = f"/tenant?id={c.tenant.tenant_id}"
+            want_loc = f"/tenant?tenant_id={c.tenant.tenant_id}"
             if not location.startswith(want_loc):
                 problems.append(f"{what}: redirected to {location}, not {want_loc}")
         if kind == "login" and p.method == "POST" and location != "/traces":

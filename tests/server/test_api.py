@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tenantscope.query.params import encode_cursor
 from tests.conftest import RunningServer
-from tests.query.seed import HOSTILE, seed
+from tests.query.seed import CALLS, HOSTILE, seed
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 MONEY = re.compile(r"^\d+\.\d{9,12}$")
@@ -120,6 +121,13 @@ def test_users_sessions_breakdown_series_sla(api: RunningServer) -> None:
         ("/api/tenants", {"limit": 0}, "limit"),
         ("/api/tenants", {"limit": 5000}, "limit"),
         ("/api/tenants", {"cursor": "@@@"}, "cursor"),
+        # hand-made cursors: an offset past 64 bits, a time at the end of datetime
+        ("/api/users", {"cursor": encode_cursor({"o": 2**70})}, "cursor"),
+        (
+            "/api/traces",
+            {"cursor": encode_cursor({"t": "9999-12-31T23:59:59.999999", "id": "f"})},
+            "cursor",
+        ),
         ("/api/breakdown", {"by": "color"}, "by"),
         ("/api/breakdown", {}, "by"),
         ("/api/timeseries", {"metric": "joy"}, "metric"),
@@ -134,6 +142,62 @@ def test_bad_parameters_are_400_with_a_message_naming_them(
     assert resp.status_code == 400, resp.text
     err = resp.json()["error"]
     assert needle in err["message"]
+
+
+TIME_BOUNDS = "between 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/timeseries", {"to": "9999-12-31T23:59:59Z"}, "to"),
+        ("/api/tenants", {"to": "0001-01-02"}, "to"),
+        ("/api/sessions", {"from": "0001-01-01T00:00:00Z"}, "from"),
+        ("/api/tenants/apex-legal/usage", {"from": "0001-01-01T00:00:00+01:00"}, "from"),
+        ("/api/tenants/apex-legal", {"to": "9999-12-31T23:59:59-01:00"}, "to"),
+        ("/api/traces", {"to": "1e20"}, "to"),
+        ("/api/users", {"from": "-1"}, "from"),
+        ("/api/breakdown", {"by": "model", "from": "1969-12-31T23:59:59Z"}, "from"),
+        ("/api/sla", {"to": "2200-01-01T00:00:01Z"}, "to"),
+    ],
+)
+def test_out_of_range_times_are_400_naming_the_accepted_range(
+    api: RunningServer, path: str, params: dict[str, str], field: str
+) -> None:
+    resp = api.client.get(path, params=params)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message.startswith(f"{field}: ") and TIME_BOUNDS in message, message
+    # the connection is still good (a 500 here used to drop it)
+    assert api.client.get("/api/tenants").status_code == 200
+
+
+def test_the_bounds_of_the_time_range_are_accepted(api: RunningServer) -> None:
+    everything = {"from": "0", "to": "2200-01-01T00:00:00Z"}
+    items = get(api, "/api/tenants", **everything)["items"]
+    assert sum(t["requests"] for t in items) == len(CALLS)
+    days = get(api, "/api/timeseries", interval="day", **{"from": "0", "to": "1980-01-01"})
+    assert len(days["series"][0]["points"]) == 3652
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "needle"),
+    [
+        ("/api/traces", {"tenant": "apex-legal"}, "'tenant' (now tenant_id)"),
+        ("/api/tenants", {"colour": "red"}, "'colour'"),
+        ("/api/users", {"tenant_id": "apex-legal", "sort_by": "cost"}, "did you mean sort?"),
+        ("/api/tenants/apex-legal/usage", {"tenant_id": "x"}, "'tenant_id'"),
+        ("/api/keys", {"role": "admin"}, "/api/keys takes: none"),
+    ],
+)
+def test_unknown_query_parameters_are_400(
+    api: RunningServer, path: str, params: dict[str, str], needle: str
+) -> None:
+    """A parameter a route does not take is refused, never silently ignored."""
+    resp = api.client.get(path, params=params)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert message.startswith("unknown query parameter") and needle in message, message
 
 
 def test_injection_payloads_are_data(api: RunningServer) -> None:

@@ -586,7 +586,8 @@ def test_anonymous_page_is_sent_to_sign_in_and_back(browserless: httpx.Client) -
 
 # --- headers -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "path", ["/", "/tenants", "/traces", "/sla", "/prices", "/tenant?id=nope", "/login", "/nope"]
+    "path",
+    ["/", "/tenants", "/traces", "/sla", "/prices", "/tenant?tenant_id=nope", "/login", "/nope"],
 )
 def test_security_headers_on_html(srv: RunningServer, anon: httpx.Client, path: str) -> None:
     headers = {"accept": "text/html"}
@@ -708,11 +709,11 @@ def test_hostile_ids_are_escaped_in_pages(hostile: RunningServer, h: str) -> Non
     c = hostile.client
     q = quote(h, safe="")
     for path in (
-        f"/traces?tenant={q}&user={q}-u&range=7d",
-        f"/traces?tenant={q}&session={q}&model={q}&feature={q}",
-        f"/tenant?id={q}",
-        f"/users?tenant={q}",
-        f"/sessions?tenant={q}&user={q}",
+        f"/traces?tenant_id={q}&user_id={q}-u&range=7d",
+        f"/traces?tenant_id={q}&session_id={q}&model={q}&feature={q}",
+        f"/tenant?tenant_id={q}",
+        f"/users?tenant_id={q}",
+        f"/sessions?tenant_id={q}&user_id={q}",
         f"/tenants?q={q}",
         f"/traces/{q}",
         f"/login?next={q}",
@@ -723,7 +724,7 @@ def test_hostile_ids_are_escaped_in_pages(hostile: RunningServer, h: str) -> Non
         if any(ch in h for ch in "<>\"'&"):
             assert h not in text, (path, "unescaped")
         assert "<script>alert" not in text
-    page = c.get("/tenant", params={**RANGE, "id": HOSTILE[0]})
+    page = c.get("/tenant", params={**RANGE, "tenant_id": HOSTILE[0]})
     assert page.status_code == 200
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.text
 

@@ -90,6 +90,16 @@ def latency_chart(rows: list[SlaRow], target_ms: int | None) -> Spec:
         )
     ]
     layout = _layout("latency (ms)", stacked=True)
+    # the legend goes above the plot: below it, tenant names (turned when they are long or
+    # many) ran into it
+    layout["legend"] = {
+        "orientation": "h",
+        "x": 0,
+        "xanchor": "left",
+        "y": 1.02,
+        "yanchor": "bottom",
+    }
+    layout["margin"] = {**layout["margin"], "t": 32}
     layout["xaxis"] = {"type": "category", "automargin": True}
     layout["barmode"] = "group"
     layout["hovermode"] = "closest"

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tenantscope.dashboard import charts
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
-from tenantscope.dashboard.render import pages
+from tenantscope.dashboard.render import NO_TENANT, pages
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.pricing.pricer import override_covers
 from tenantscope.query.models import SlaRow, TraceDetail
@@ -22,6 +22,7 @@ from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
+from tenantscope.server.strict_params import reject_unknown_params
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
@@ -58,7 +59,10 @@ def _html(request: Request) -> None:
     request.state.html = True
 
 
-router = APIRouter(include_in_schema=False, dependencies=[Depends(_html)])
+# Pages take the API's parameter names and, like the API, refuse any other.
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(_html), Depends(reject_unknown_params)]
+)
 
 
 def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> PickedRange:
@@ -67,6 +71,25 @@ def _picked(range_: RangeQ = None, start: FromQ = None, end: ToQ = None) -> Pick
 
 
 PickedDep = Annotated[PickedRange, Depends(_picked)]
+# Set by the filter forms (a hidden field): the submission is answered with its canonical URL.
+FormQ = Annotated[str | None, Query(alias="form")]
+
+
+def _canonical(request: Request) -> RedirectResponse:
+    """A filter form's submission as the URL a link would use. A browser sends every box of
+    a form, the empty ones as ``name=``; in a URL, ``tenant_id=`` (present, empty) names
+    the tenant "" (spans sent without one). So here an empty box means "no filter" and is
+    left out, and the tenant box names the tenant "" by its label, "(no tenant)"."""
+    params: list[tuple[str, str]] = []
+    for key, value in request.query_params.multi_items():
+        if key == "form":
+            continue
+        if key == "tenant_id" and value == NO_TENANT:
+            params.append((key, ""))
+        elif value != "":
+            params.append((key, value))
+    query = "?" + urlencode(params) if params else ""
+    return RedirectResponse(request.url.path + query, status_code=303)
 
 
 def _page(
@@ -87,7 +110,7 @@ def overview(
     if principal is not None and principal.role == "tenant":
         # a tenant's overview is its own tenant page
         return RedirectResponse(
-            "/tenant?" + urlencode({"id": principal.tenant_id, **picked.params()}),
+            "/tenant?" + urlencode({"tenant_id": principal.tenant_id, **picked.params()}),
             status_code=303,
         )
     if not queries.has_data(scope):
@@ -154,7 +177,7 @@ def tenant(
     request: Request,
     scope: ScopeDep,
     queries: QueriesDep,
-    tenant_id: Annotated[str, Query(alias="id")],
+    tenant_id: str,
     picked: PickedDep,
 ) -> HTMLResponse:
     rng = picked.rng
@@ -202,20 +225,23 @@ def traces(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
-    user: str | None = None,
-    session: str | None = None,
-    customer: str | None = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    customer_id: str | None = None,
     model: str | None = None,
     feature: str | None = None,
     status: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     filters = {
-        "tenant": tenant,
-        "user": user,
-        "session": session,
-        "customer": customer,
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "session_id": session_id,
+        "customer_id": customer_id,
         "model": model,
         "feature": feature,
         "status": status,
@@ -223,10 +249,10 @@ def traces(
     page = queries.traces(
         scope,
         picked.rng,
-        tenant_id=tenant,
-        user_id=user or None,
-        session_id=session or None,
-        customer_id=customer or None,
+        tenant_id=tenant_id,
+        user_id=user_id or None,
+        session_id=session_id or None,
+        customer_id=customer_id or None,
         model=model or None,
         feature=feature or None,
         status=status or None,
@@ -288,13 +314,16 @@ def users(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
+    tenant_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     sort = sort or "cost"
     page = queries.users(
-        scope, picked.rng, tenant_id=tenant, sort=sort, limit=PAGE_SIZE, cursor=cursor
+        scope, picked.rng, tenant_id=tenant_id, sort=sort, limit=PAGE_SIZE, cursor=cursor
     )
     return _page(
         request,
@@ -303,7 +332,7 @@ def users(
         "users",
         kind="users",
         page=page,
-        tenant=tenant,
+        tenant_id=tenant_id,
         sort=sort,
         cursor=cursor,
     )
@@ -315,17 +344,20 @@ def sessions(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-    tenant: str | None = None,
-    user: str | None = None,
+    tenant_id: str | None = None,
+    user_id: str | None = None,
     sort: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    form: FormQ = None,
+) -> Response:
+    if form is not None:
+        return _canonical(request)
     sort = sort or "last_seen"
     page = queries.sessions(
         scope,
         picked.rng,
-        tenant_id=tenant,
-        user_id=user or None,
+        tenant_id=tenant_id,
+        user_id=user_id or None,
         sort=sort,
         limit=PAGE_SIZE,
         cursor=cursor,
@@ -337,8 +369,8 @@ def sessions(
         "sessions",
         kind="sessions",
         page=page,
-        tenant=tenant,
-        user=user,
+        tenant_id=tenant_id,
+        user_id=user_id,
         sort=sort,
         cursor=cursor,
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from tenantscope.errors import BadRequest
-from tenantscope.query.params import TimeRange, parse_time
+from tenantscope.query.params import TimeRange
 
 PRESETS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
@@ -50,11 +50,9 @@ def pick(
 ) -> PickedRange:
     now = now or datetime.now(timezone.utc)
     if (start or end) and not range_:
-        end_t = parse_time(end, "to") or now
-        start_t = parse_time(start, "from") or (end_t - PRESETS[DEFAULT_PRESET])
-        if start_t >= end_t:
-            raise BadRequest("from must be earlier than to")
-        return PickedRange("custom", TimeRange(start_t, end_t), start or "", end or "")
+        # the query layer parses and bounds the times, exactly as for the API
+        rng = TimeRange.parse(start, end, default=PRESETS[DEFAULT_PRESET], now=now)
+        return PickedRange("custom", rng, start or "", end or "")
     preset = range_ or DEFAULT_PRESET
     if preset not in PRESETS:
         raise BadRequest(f"range must be one of {', '.join(PRESETS)}; got {preset!r}")

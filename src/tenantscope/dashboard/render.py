@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -103,19 +103,32 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
     return f"{int(seconds)} s ago"
 
 
+# A previous figure under this share of the current one is "nothing before": the change
+# reads "new", not a percentage such as +14154037% (so at most +9900% is ever shown).
+NEW_BELOW = 0.01
+
+
 def delta(current: Decimal | float | int | None, previous: Decimal | float | int | None) -> str:
-    """Change against the previous period, as a signed percentage ('' when not meaningful)."""
+    """Change against the previous period, as a signed percentage; "new" when the previous
+    period had under 1% of this one's (NEW_BELOW); '' when both are zero or unknown."""
     if current is None or previous is None:
         return ""
     cur, prev = float(current), float(previous)
+    if abs(prev) < NEW_BELOW * abs(cur):
+        return "new"
     if prev == 0:
-        return "new" if cur else ""
+        return ""
     change = (cur - prev) / abs(prev) * 100
     return f"{'+' if change >= 0 else '−'}{abs(change):.0f}%"
 
 
 def tenant_label(tenant_id: str) -> str:
     return tenant_id if tenant_id else NO_TENANT
+
+
+def segment(value: str) -> str:
+    """A value as one URL path segment: every reserved character percent-encoded."""
+    return quote(value, safe="")
 
 
 def usage_rule(name: str) -> str:
@@ -168,6 +181,7 @@ class Pages:
             ago=ago,
             tenant_label=tenant_label,
             usage_rule=usage_rule,
+            segment=segment,
         )
         env.globals.update(delta=delta, version=__version__, NO_TENANT=NO_TENANT, asset=_asset_url)
         self.env = env
@@ -177,8 +191,10 @@ class Pages:
     ) -> HTMLResponse:
         def url(path: str, **params: Any) -> str:
             """A dashboard link with these query parameters (empty ones left out)."""
-            # "id" stays even when empty: "" is the (no tenant) tenant
-            clean = {k: v for k, v in params.items() if v is not None and (v != "" or k == "id")}
+            # "tenant_id" stays even when empty: "" is the (no tenant) tenant
+            clean = {
+                k: v for k, v in params.items() if v is not None and (v != "" or k == "tenant_id")
+            }
             return path + ("?" + urlencode(clean) if clean else "")
 
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()

@@ -36,8 +36,16 @@ class Where:
         return self
 
     def eq(self, column: str, value: str | None, name: str) -> Where:
+        """``column = value``, unless the filter is unset (None or "")."""
         if value is not None and value != "":
             self.add(f"{column} = :{name}", **{name: value})
+        return self
+
+    def tenant(self, tenant_id: str | None) -> Where:
+        """``tenant_id = …`` unless None. Unlike other filters, "" is a value here: the
+        tenant of spans sent without one, shown as "(no tenant)"."""
+        if tenant_id is not None:
+            self.add("tenant_id = :tenant", tenant=tenant_id)
         return self
 
     @property

@@ -12,29 +12,55 @@ from tenantscope.errors import BadRequest
 
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_LIMIT = 1000
+# The times a query accepts. Ingest refuses spans before 2000, so nothing older is stored;
+# 1970 still lets ``from=0`` mean "from the beginning". The upper bound keeps every time a
+# query derives (the previous period, bucket edges, search windows) far from the end of
+# Python's datetime (year 9999) and inside what ClickHouse's DateTime64 holds (2299).
+MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+TIME_BOUNDS = f"{MIN_TIME:%Y-%m-%dT%H:%M:%SZ} and {MAX_TIME:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _out_of_range(field: str, value: str) -> BadRequest:
+    return BadRequest(f"{field}: {value!r} is out of range: times must be between {TIME_BOUNDS}")
 
 
 def parse_time(value: str | None, field: str) -> datetime | None:
-    """RFC 3339 (``Z`` or offset; a date alone means midnight UTC) or epoch seconds."""
+    """RFC 3339 (``Z`` or offset; a date alone means midnight UTC) or epoch seconds, between
+    MIN_TIME and MAX_TIME."""
     if value is None or value == "":
         return None
     text = value.strip()
     try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        try:
-            return datetime.fromtimestamp(number, timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise BadRequest(f"{field}: epoch seconds out of range: {value!r}") from None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        parsed = _parse_epoch(text) or _parse_rfc3339(text)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC datetime
+        raise _out_of_range(field, value) from None
     except ValueError:
         raise BadRequest(
             f"{field}: expected an RFC 3339 time (2026-01-31T12:00:00Z) or epoch seconds,"
             f" got {value!r}"
         ) from None
+    if not MIN_TIME <= parsed <= MAX_TIME:
+        raise _out_of_range(field, value)
+    return parsed
+
+
+def _parse_epoch(text: str) -> datetime | None:
+    """Epoch seconds; None for text that is not a number. Raises OverflowError for a number
+    no datetime holds, ValueError for nan."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if number != number:  # nan: no time at all
+        raise ValueError(text)
+    if not MIN_TIME.timestamp() - 1 <= number <= MAX_TIME.timestamp() + 1:
+        raise OverflowError(text)  # checked first: the platform's limits vary (OSError)
+    return datetime.fromtimestamp(number, timezone.utc)
+
+
+def _parse_rfc3339(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)

@@ -76,6 +76,7 @@ BREAKDOWNS: dict[str, str] = {
 METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 5000
+MAX_OFFSET = 2**40
 
 
 def _order(value: str | None) -> str:
@@ -98,7 +99,8 @@ def _offset(cursor: str | None) -> int:
     if data is None:
         return 0
     off = data.get("o")
-    if not isinstance(off, int) or off < 0:
+    # bounded: the store takes a 64-bit OFFSET, and a hand-made cursor may hold any number
+    if not isinstance(off, int) or not 0 <= off <= MAX_OFFSET:
         raise BadRequest("cursor is not valid: pass next_cursor from a previous page") from None
     return off
 
@@ -437,7 +439,7 @@ class Queries:
         off = _offset(cursor)
         if tenant_id is not None and not scope.allows(tenant_id):
             return Page[ActorRow](items=[])
-        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant")
+        w = Where.of(scope, rng).tenant(tenant_id)
         w.eq("user_id", user_id, "f_user").add(f"{column} <> ''")
         # a session is one session; only a user's sessions need counting
         sessions = (
@@ -569,7 +571,7 @@ class Queries:
         lim = check_limit(limit)
         if tenant_id is not None and not scope.allows(tenant_id):
             raise NotFound(f"tenant {tenant_id!r} not found")
-        w = Where.of(scope, rng).eq("tenant_id", tenant_id, "tenant").add(COUNTED)
+        w = Where.of(scope, rng).tenant(tenant_id).add(COUNTED)
         cols = [BREAKDOWNS[by] for by in dict.fromkeys(bys)]
         # which grouping set a row belongs to: the index of its dimension
         which = " ".join(f"WHEN grouping({c}) = 0 THEN {i}" for i, c in enumerate(cols))

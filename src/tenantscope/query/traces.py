@@ -14,14 +14,21 @@ another tenant is, to it, a parent that is not stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query.common import Where, aware, from_json, ms, naive, to_int
 from tenantscope.query.models import Page, SpanNode, TraceDetail, TraceRow
-from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
+from tenantscope.query.params import (
+    MAX_TIME,
+    MIN_TIME,
+    TimeRange,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
 from tenantscope.query.scope import Scope
 from tenantscope.storage.base import EventStore
 from tenantscope.storage.rollups import COUNTED
@@ -86,8 +93,13 @@ class _After:
         if data is None:
             return None
         try:
-            return cls(naive(datetime.fromisoformat(str(data["t"]))), str(data["id"]))
-        except (KeyError, ValueError):
+            time = datetime.fromisoformat(str(data["t"]))
+            if time.tzinfo is None:
+                time = time.replace(tzinfo=timezone.utc)
+            if not MIN_TIME <= time <= MAX_TIME:  # (what a hand-made cursor may hold)
+                raise ValueError(time)
+            return cls(naive(time), str(data["id"]))
+        except (KeyError, ValueError, OverflowError):
             raise BadRequest("cursor is not valid: pass next_cursor from a previous page") from None
 
     def add_to(self, w: Where) -> Where:
@@ -152,7 +164,7 @@ class TraceQueries:
         count: int,
     ) -> list[dict[str, Any]]:
         """The newest ``count`` matching spans without a parent."""
-        w = Where.of(scope, rng).eq("tenant_id", filters.tenant_id, "tenant")
+        w = Where.of(scope, rng).tenant(filters.tenant_id)
         w.add("parent_span_id = ''")
         filters.add_span_clauses(w, "start", "end")
         if after is not None:
@@ -222,7 +234,7 @@ class TraceQueries:
         its display root."""
         start, end = rng.naive()
         pad = timedelta(hours=TRACE_SPAN_HOURS)
-        kids = Where.of(scope).eq("tenant_id", filters.tenant_id, "tenant")
+        kids = Where.of(scope).tenant(filters.tenant_id)
         kids.add(
             "start_time >= :w_lo AND start_time < :w_hi AND parent_span_id <> ''",
             w_lo=lo,
@@ -250,7 +262,7 @@ class TraceQueries:
             w_lo=lo,
             w_hi=hi,
         )
-        first.eq("tenant_id", filters.tenant_id, "tenant")
+        first.tenant(filters.tenant_id)
         if after is not None:
             after.add_to(first)
         # MATERIALIZED: read once; inlined into both sides of the self-join below, DuckDB

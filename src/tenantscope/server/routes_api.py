@@ -20,26 +20,29 @@ from tenantscope.query.models import (
     TraceDetail,
     TraceRow,
 )
-from tenantscope.query.params import TimeRange
+from tenantscope.query.params import TIME_BOUNDS, TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.server.services import services_of
+from tenantscope.server.strict_params import reject_unknown_params
+from tenantscope.server.tenant_paths import TenantIdRoute
 
-router = APIRouter(prefix="/api", tags=["query"])
+# unknown query parameters are refused (server/strict_params.py)
+router = APIRouter(prefix="/api", tags=["query"], dependencies=[Depends(reject_unknown_params)])
 
-FromQ = Annotated[
-    str | None,
-    Query(alias="from", description="RFC 3339 time or epoch seconds; default: `to` - 7 days"),
-]
-ToQ = Annotated[
-    str | None, Query(alias="to", description="RFC 3339 time or epoch seconds; default: now")
-]
+_TIMES = f"RFC 3339 time or epoch seconds, between {TIME_BOUNDS}"
+FromQ = Annotated[str | None, Query(alias="from", description=f"{_TIMES}; default: `to` - 7 days")]
+ToQ = Annotated[str | None, Query(alias="to", description=f"{_TIMES}; default: now")]
 LimitQ = Annotated[int | None, Query(ge=1, le=1000, description="page size (default 50)")]
 CursorQ = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 OrderQ = Annotated[Literal["asc", "desc"] | None, Query(description="default desc")]
 TenantPath = Annotated[
-    str, Path(description="the tenant id as the app sends it (URL-encoded; may contain /)")
+    str, Path(description="the tenant id as the app sends it, percent-encoded (`/` as `%2F`)")
 ]
+TENANT_IN_PATH = (
+    "The tenant id is one path segment, percent-encoded: any character may be in it"
+    " (`/` as `%2F`, so the tenant `acme/usage` is `/api/tenants/acme%2Fusage`)."
+)
 
 
 def get_scope(request: Request) -> Scope:
@@ -89,11 +92,6 @@ def list_tenants(
     return queries.tenants(scope, rng, q=q, sort=sort, order=order, limit=limit, cursor=cursor)
 
 
-@router.get(
-    "/tenants/{tenant_id:path}/usage",
-    summary="Token, request, session and cost totals of one tenant",
-    description="The shape of the seeds' `get_tenant_usage`. A tenant with no usage gets zeros.",
-)
 def get_tenant_usage(
     tenant_id: TenantPath,
     scope: ScopeDep,
@@ -104,7 +102,6 @@ def get_tenant_usage(
     return queries.tenant_usage(scope, tenant_id, TimeRange.parse(start, end))
 
 
-@router.get("/tenants/{tenant_id:path}", summary="One tenant: totals and configuration")
 def get_tenant(
     tenant_id: TenantPath,
     scope: ScopeDep,
@@ -113,6 +110,27 @@ def get_tenant(
     end: ToQ = None,
 ) -> TenantDetail:
     return queries.tenant(scope, tenant_id, TimeRange.parse(start, end))
+
+
+# Tenant ids may hold any character, "/" included: these two routes read the id from the
+# path as sent (server/tenant_paths.py), so "acme%2Fusage" is a tenant, not acme's usage.
+router.add_api_route(
+    "/tenants/{tenant_id:path}/usage",
+    get_tenant_usage,
+    methods=["GET"],
+    summary="Token, request, session and cost totals of one tenant",
+    description="The shape of the seeds' `get_tenant_usage`. A tenant with no usage gets"
+    f" zeros. {TENANT_IN_PATH}",
+    route_class_override=TenantIdRoute,
+)
+router.add_api_route(
+    "/tenants/{tenant_id:path}",
+    get_tenant,
+    methods=["GET"],
+    summary="One tenant: totals and configuration",
+    description=TENANT_IN_PATH,
+    route_class_override=TenantIdRoute,
+)
 
 
 @router.get(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -13,9 +13,10 @@ from tenantscope.query.models import Timestamp
 from tenantscope.server.body import read_body
 from tenantscope.server.keys import issue_key
 from tenantscope.server.services import services_of
+from tenantscope.server.strict_params import reject_unknown_params
 from tenantscope.storage.base import ApiKey
 
-router = APIRouter(prefix="/api/keys", tags=["keys"])
+router = APIRouter(prefix="/api/keys", tags=["keys"], dependencies=[Depends(reject_unknown_params)])
 MAX_BODY_BYTES = 16 * 1024
 
 
