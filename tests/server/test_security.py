@@ -608,6 +608,56 @@ def test_security_headers_on_html(srv: RunningServer, anon: httpx.Client, path: 
     assert not re.search(r"\son[a-z]+=", resp.text)  # no inline event handlers
 
 
+# --- the API reference -------------------------------------------------------------------------
+def _csp(resp: httpx.Response) -> dict[str, list[str]]:
+    csp = resp.headers["content-security-policy"]
+    return {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+
+
+def test_api_reference_uses_only_this_server(anon: httpx.Client) -> None:
+    """/docs is Swagger UI from an installed package, served from /static under the
+    dashboard's policy: no CDN, no third-party script on this origin, works offline."""
+    resp = anon.get("/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    refs = re.findall(r'(?:src|href)="([^"]*)"', resp.text)
+    assert refs, resp.text
+    here = [r for r in refs if not r.startswith("data:")]  # the favicon is inline
+    assert all(r.startswith("/") and not r.startswith("//") for r in here), refs
+    outside = re.sub(r'"data:[^"]*"', '""', resp.text)  # an SVG names its namespace URL
+    assert "http://" not in outside and "https://" not in outside
+    # no inline script: the page keeps the policy it is sent with
+    for attrs in re.findall(r"<script([^>]*)>", resp.text):
+        assert "src=" in attrs, attrs
+    directives = _csp(resp)
+    for name in ("default-src", "script-src", "connect-src", "img-src", "style-src"):
+        sources = directives[name]
+        assert all(s in ("'self'", "'unsafe-inline'", "data:") for s in sources), (name, sources)
+    assert directives["script-src"] == ["'self'"] and directives["frame-ancestors"] == ["'none'"]
+    assert resp.headers["x-frame-options"] == "DENY"
+    # every asset it names is here, with the right type
+    types = {".js": "text/javascript", ".css": "text/css"}
+    assets = [r for r in here if r.startswith("/static/")]
+    assert {r.split("?")[0].rsplit(".", 1)[-1] for r in assets} >= {"js", "css"}
+    for ref in assets:
+        got = anon.get(ref)
+        assert got.status_code == 200, ref
+        kind = types["." + ref.split("?")[0].rsplit(".", 1)[-1]]
+        assert got.headers["content-type"].startswith(kind), (ref, got.headers["content-type"])
+        assert got.headers["x-content-type-options"] == "nosniff"
+    assert any("swagger-ui" in r for r in assets)
+    # the page reads the schema from this server
+    assert anon.get("/openapi.json").status_code == 200
+
+
+def test_no_other_api_reference_loads_from_a_cdn(anon: httpx.Client) -> None:
+    """ReDoc (which FastAPI would load from a CDN, with Google Fonts) and Swagger's
+    OAuth2 redirect page (inline script; no OAuth2 here) are not served."""
+    for path in ("/redoc", "/docs/oauth2-redirect"):
+        resp = anon.get(path)
+        assert resp.status_code == 404, (path, resp.status_code)
+        assert "cdn." not in resp.text and "googleapis" not in resp.text
+
+
 # --- hostile input -----------------------------------------------------------------------------
 HOSTILE = [
     "<script>alert('x')</script>",

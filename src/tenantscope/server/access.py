@@ -32,8 +32,6 @@ RULES: dict[str, str] = {
     "/healthz": PUBLIC,
     "/readyz": PUBLIC,
     "/docs": PUBLIC,
-    "/docs/oauth2-redirect": PUBLIC,
-    "/redoc": PUBLIC,
     "/openapi.json": PUBLIC,
     "/static/{name:path}": PUBLIC,
     "/login": PUBLIC,

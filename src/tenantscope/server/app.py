@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import assets, login, pages
+from tenantscope.dashboard import apidocs, assets, login, pages
 from tenantscope.server import errors, routes_api, routes_health, routes_ingest, routes_keys
 from tenantscope.server.access import FailureLimiter, authorize
 from tenantscope.server.services import Services
@@ -67,6 +67,11 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # the API reference is ours (dashboard/apidocs.py): FastAPI's pages load their
+        # scripts from a CDN; ReDoc and the OAuth2 redirect page are not served at all
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         # every route's access rule is checked first (server/access.py)
         dependencies=[Depends(authorize)],
         **_no_self_telemetry(),
@@ -83,4 +88,5 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(login.router)
     app.include_router(assets.router)
+    app.include_router(apidocs.router)
     return app
