@@ -195,6 +195,34 @@ def test_admin_key_api(srv: RunningServer, anon: httpx.Client) -> None:
     assert still.status_code == 200  # none of the refused revocations went through
 
 
+def test_the_last_admin_key_cannot_be_revoked(tmp_path: Path) -> None:
+    """Revoking the only active admin key (even with that key) would lock the operator
+    out: refused with a 409 that says what to do, and the key keeps working."""
+    with seeded_server(tmp_path / "data", seed_tenants) as running:
+        c = running.client  # signed with the server's one admin key
+        own = key_id_of(running.admin_key)
+        assert [k["key_id"] for k in c.get("/api/keys").json() if k["role"] == "admin"] == [own]
+        resp = c.delete(f"/api/keys/{own}")
+        assert resp.status_code == 409, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "conflict"
+        assert "last active admin key" in error["message"]
+        assert "keys create --role admin" in error["message"]  # what to do instead
+        assert c.get("/api/keys").status_code == 200  # still works
+        # other keys may go while one admin key stays
+        reader = key_id_of(running.key("reader"))
+        assert c.delete(f"/api/keys/{reader}").status_code == 200
+        # with a second admin key, the first may revoke itself (rotation)...
+        second = c.post("/api/keys", json={"role": "admin", "name": "next"}).json()["token"]
+        assert c.delete(f"/api/keys/{own}").status_code == 200
+        assert c.get("/api/keys").status_code == 401
+        # ...and the new one is now the last
+        with httpx.Client(base_url=running.url, headers=bearer(second)) as new:
+            resp = new.delete(f"/api/keys/{key_id_of(second)}")
+            assert resp.status_code == 409 and "last active admin key" in resp.text
+            assert new.get("/api/keys").status_code == 200
+
+
 def test_anonymous_key_api_is_refused_before_the_body_is_read(anon: httpx.Client) -> None:
     resp = anon.post(
         "/api/keys", content=b"{not json", headers={"content-type": "application/json"}
