@@ -145,16 +145,10 @@ def _make_server(settings: Settings, services: Services) -> Any:
     import uvicorn
 
     from tenantscope.server.app import create_app
+    from tenantscope.server.serving import uvicorn_config
 
-    config = uvicorn.Config(
-        create_app(settings, services=services, close_services=True),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    app = create_app(settings, services=services, close_services=True)
+    return uvicorn.Server(uvicorn_config(app, settings))
 
 
 def _run_server(settings: Settings, services: Services) -> None:

@@ -404,7 +404,18 @@ def test_bound_ingest_key_cannot_touch_another_tenants_trace(
 
 
 # --- the failure limit -------------------------------------------------------------------------
+def _sign_in(c: httpx.Client, key: str, **headers: str) -> httpx.Response:
+    resp = c.post(
+        "/login", data={"key": key, "csrf": CSRF}, headers={**jar({"ts_csrf": CSRF}), **headers}
+    )
+    c.cookies.clear()
+    return resp
+
+
 def test_bad_keys_are_rate_limited_per_client(srv: RunningServer) -> None:
+    """Past 20 failures a minute, a client's failed attempts get 429 (with Retry-After);
+    its valid keys still work, on the API and at sign-in: the limit charges failures, not
+    use (an app and a person behind one address are not locked out by a guesser)."""
     good = srv.key("reader")
     with client_from(srv, "127.0.0.3") as attacker, client_from(srv, "127.0.0.4") as bystander:
         for i in range(20):
@@ -412,32 +423,103 @@ def test_bad_keys_are_rate_limited_per_client(srv: RunningServer) -> None:
             assert resp.status_code == 401, (i, resp.text)
         resp = attacker.get("/api/tenants", headers=bearer("tsr_guess_again"))
         assert resp.status_code == 429
-        assert int(resp.headers["retry-after"]) >= 1
+        assert 1 <= int(resp.headers["retry-after"]) <= 61
         assert "too many" in resp.json()["error"]["message"]
-        # even a good key is refused from that address for now (no guessing on)
-        assert attacker.get("/api/tenants", headers=bearer(good)).status_code == 429
-        # sign-in from there is limited too
-        login = attacker.post(
-            "/login",
-            data={"key": good, "csrf": CSRF},
-            headers={"cookie": f"ts_csrf={CSRF}"},
-        )
-        assert login.status_code == 429
+        # a valid key from that address still works, on the API and at sign-in
+        assert attacker.get("/api/tenants", headers=bearer(good)).status_code == 200
+        assert _sign_in(attacker, good).status_code == 303
+        # a failed sign-in from there is limited, and says when to come back
+        login = _sign_in(attacker, "tsr_nope_nope")
+        assert login.status_code == 429 and 1 <= int(login.headers["retry-after"]) <= 61
         # other clients are not affected
         assert bystander.get("/api/tenants", headers=bearer(good)).status_code == 200
+        assert bystander.get("/api/tenants", headers=bearer("tsr_x_y")).status_code == 401
 
 
 def test_failed_sign_ins_are_rate_limited(srv: RunningServer) -> None:
     good = srv.key("admin")
     with client_from(srv, "127.0.0.5") as c:
         for i in range(20):
-            resp = c.post(
-                "/login", data={"key": f"tsa_x{i}_y", "csrf": CSRF}, headers=jar({"ts_csrf": CSRF})
-            )
-            assert resp.status_code == 401, i
-        resp = c.post("/login", data={"key": good, "csrf": CSRF}, headers=jar({"ts_csrf": CSRF}))
+            assert _sign_in(c, f"tsa_x{i}_y").status_code == 401, i
+        resp = _sign_in(c, "tsa_one_more")
         assert resp.status_code == 429
         assert "too many" in resp.text
+        assert 1 <= int(resp.headers["retry-after"]) <= 61  # like the API's 429
+        # the right key signs in all the same
+        assert _sign_in(c, good).status_code == 303
+
+
+def test_guessing_one_keys_secret_locks_that_key_from_that_address(srv: RunningServer) -> None:
+    """No oracle for the key being guessed: after 20 wrong secrets for one key id from one
+    address, that key is refused from there (valid or not) for the window. Other keys from
+    that address, and that key from elsewhere, still work."""
+    target = srv.key("reader")
+    _, key_id, secret = split_token(target) or ("", "", "")
+    other = srv.key("reader")
+    with client_from(srv, "127.0.0.10") as attacker, client_from(srv, "127.0.0.11") as owner:
+        for i in range(20):
+            wrong = f"tsr_{key_id}_{secret[:-4]}{i:04d}"
+            assert attacker.get("/api/sla", headers=bearer(wrong)).status_code == 401, i
+        resp = attacker.get("/api/sla", headers=bearer(target))
+        assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
+        assert _sign_in(attacker, target).status_code == 429
+        assert attacker.get("/api/sla", headers=bearer(other)).status_code == 200
+        assert owner.get("/api/sla", headers=bearer(target)).status_code == 200
+
+
+def test_forwarded_for_from_an_untrusted_client_is_ignored(tmp_path: Path) -> None:
+    """No proxy is trusted by default (not even a loopback one): a client rotating
+    X-Forwarded-For is still one client, and cannot spend another address's budget."""
+    with seeded_server(tmp_path / "data", seed_tenants) as running:
+        assert running.services.settings.trusted_proxies == ()
+        good = running.key("reader")
+        with httpx.Client(base_url=running.url) as rotating:  # from 127.0.0.1
+            for i in range(20):
+                forged = {"x-forwarded-for": f"198.51.100.{i}"}
+                resp = rotating.get("/api/sla", headers={**bearer(f"tsr_{i}_x"), **forged})
+                assert resp.status_code == 401, i
+            resp = rotating.get(
+                "/api/sla", headers={**bearer("tsr_z_z"), "x-forwarded-for": "198.51.100.99"}
+            )
+            assert resp.status_code == 429
+            # nor does a forged scheme make the session cookie Secure-only
+            login = _sign_in(rotating, good, **{"x-forwarded-proto": "https"})
+            assert login.status_code == 303 and "secure" not in login.headers["set-cookie"].lower()
+
+
+def test_behind_a_trusted_proxy_each_real_client_has_its_own_budget(tmp_path: Path) -> None:
+    """With TENANTSCOPE_TRUSTED_PROXIES naming the proxy, the client is the address the
+    proxy appended to X-Forwarded-For (the rightmost untrusted one): what a client puts in
+    the header itself neither rotates its budget nor spends another client's."""
+    proxy = "127.0.0.30"
+    with seeded_server(tmp_path / "data", seed_tenants, trusted_proxies=(proxy,)) as running:
+        good = running.key("reader")
+        attacker, victim = "203.0.113.7", "198.51.100.9"
+        with client_from(running, proxy) as via_proxy, client_from(running, "127.0.0.31") as direct:
+
+            def get(token: str, forwarded: str, c: httpx.Client = via_proxy) -> httpx.Response:
+                return c.get("/api/sla", headers={**bearer(token), "x-forwarded-for": forwarded})
+
+            # the attacker sends its own X-Forwarded-For (a rotating one, the victim's);
+            # the proxy appends the attacker's real address
+            for i in range(10):
+                assert get(f"tsr_{i}_x", f"192.0.2.{i}, {attacker}").status_code == 401
+            for i in range(10):
+                assert get(f"tsr_{i}_y", f"{victim}, {attacker}").status_code == 401
+            assert get("tsr_last_x", f"192.0.2.200, {attacker}").status_code == 429
+            # the victim behind the same proxy has its whole budget and its keys work
+            assert get("tsr_v_x", victim).status_code == 401
+            assert get(good, victim).status_code == 200
+            # and the scheme the proxy saw counts: the session cookie is Secure
+            login = _sign_in(
+                via_proxy, good, **{"x-forwarded-for": victim, "x-forwarded-proto": "https"}
+            )
+            assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
+            # a client that is not the proxy cannot claim to be someone else
+            for i in range(20):
+                assert get(f"tsr_{i}_d", victim, direct).status_code == 401
+            assert get("tsr_d_d", attacker, direct).status_code == 429
+            assert get("tsr_v_again", victim).status_code == 401  # the victim is untouched
 
 
 # --- sign-in -----------------------------------------------------------------------------------
