@@ -5,13 +5,16 @@ their own loopback addresses (127.0.0.x), since the limit is per client address.
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
@@ -718,6 +721,55 @@ def test_security_headers_on_html(srv: RunningServer, anon: httpx.Client, path: 
     assert not re.search(r"\son[a-z]+=", resp.text)  # no inline event handlers
 
 
+def test_health_answers_head(anon: httpx.Client, srv: RunningServer) -> None:
+    """Load balancers probe with HEAD: 200, and no body."""
+    for path in ("/healthz", "/readyz"):
+        resp = anon.head(path)
+        assert resp.status_code == 200, (path, resp.status_code)
+        assert resp.content == b""
+        with _raw(srv.url) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            answer, _ = _until_closed(sock, 10)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == b"", answer
+    assert anon.get("/healthz").json() == {"status": "ok"}  # GET unchanged
+
+
+def test_answers_other_than_static_files_are_not_stored(
+    srv: RunningServer, anon: httpx.Client, browserless: httpx.Client
+) -> None:
+    """Tenants' figures and key tokens must not sit in a browser's or a proxy's cache:
+    every answer says Cache-Control: no-store, errors included; static files (hashed
+    URLs) are cached for good."""
+    token = srv.key("reader")
+    answers = {
+        "api": anon.get("/api/tenants", params=RANGE, headers=bearer(token)),
+        "api index": anon.get("/api", headers=bearer(token)),
+        "api 401": anon.get("/api/tenants"),
+        "api 404": anon.get("/api/nope", headers=bearer(token)),
+        "api 400": anon.get("/api/tenants", params={"sort": "x"}, headers=bearer(token)),
+        "keys list": srv.client.get("/api/keys"),
+        "key created": srv.client.post("/api/keys", json={"role": "reader", "name": "cache"}),
+        "events": srv.client.post("/v1/events", json=[_event("no-store-1", ACME.tenant_id)]),
+        "usage": anon.get(f"/api/tenants/{ACME.tenant_id}/usage", headers=bearer(token)),
+        "sign-in": _sign_in(browserless, token),
+        "failed sign-in": _sign_in(browserless, "tsr_x_y"),
+        "sign-out": browserless.post(
+            "/logout", data={"csrf": CSRF}, headers=jar({"ts_csrf": CSRF})
+        ),
+        "openapi": anon.get("/openapi.json"),
+        "healthz": anon.get("/healthz"),
+        "metrics": srv.client.get("/metrics"),
+    }
+    browserless.cookies.clear()
+    for what, resp in answers.items():
+        assert resp.status_code < 500, (what, resp.status_code)
+        assert resp.headers.get("cache-control") == "no-store", (what, resp.headers)
+    static = anon.get("/static/app.js")
+    assert "no-store" not in static.headers["cache-control"]
+    assert "immutable" in static.headers["cache-control"]
+
+
 # --- the API reference -------------------------------------------------------------------------
 def _csp(resp: httpx.Response) -> dict[str, list[str]]:
     csp = resp.headers["content-security-policy"]
@@ -914,6 +966,166 @@ def test_request_bodies_are_bounded(srv: RunningServer, browserless: httpx.Clien
     )
     assert resp.status_code == 413
     browserless.cookies.clear()
+
+
+# --- timeouts ----------------------------------------------------------------------------------
+def _raw(url: str) -> socket.socket:
+    parsed = urlparse(url)
+    return socket.create_connection((parsed.hostname, parsed.port), timeout=10)
+
+
+def _until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and after how many
+    seconds; fails when it is still open after ``limit`` seconds."""
+    start = time.monotonic()
+    data = b""
+    while True:
+        left = limit - (time.monotonic() - start)
+        if left <= 0:
+            raise AssertionError(f"still open after {limit} s; received {data!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def _one_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response (headers and a Content-Length body) from a kept-alive
+    connection."""
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server with one-second timeouts."""
+    data = tmp_path_factory.mktemp("timeouts") / "data"
+    with seeded_server(
+        data, seed_tenants, body_timeout_s=1.0, header_timeout_s=1.0, keep_alive_timeout_s=1.0
+    ) as running:
+        yield running
+
+
+def _post_head(srv: RunningServer, length: int) -> bytes:
+    return (
+        f"POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {srv.admin_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_timeout_defaults() -> None:
+    s = Settings.load(env={}, data_dir=Path("/nonexistent"))
+    assert (s.keep_alive_timeout_s, s.header_timeout_s, s.body_timeout_s) == (5.0, 10.0, 30.0)
+    env = {"TENANTSCOPE_BODY_TIMEOUT_S": "2.5", "TENANTSCOPE_HEADER_TIMEOUT_S": "4"}
+    s = Settings.load(env=env, data_dir=Path("/nonexistent"))
+    assert (s.body_timeout_s, s.header_timeout_s) == (2.5, 4.0)
+
+
+def test_a_stalled_upload_gets_408_and_is_closed(quick: RunningServer) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(_post_head(quick, 1000) + b'[{"event_id": "stalled"')
+        answer, after = _until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer and b"within 1 s" in answer
+    assert b"connection: close" in answer.lower()
+    assert 0.8 <= after <= 5, after
+    assert quick.client.get("/healthz").status_code == 200  # and the server serves on
+
+
+def test_a_trickled_upload_has_an_overall_deadline(quick: RunningServer) -> None:
+    """A byte every 0.2 s keeps the connection busy, but the body must be complete within
+    the deadline all the same."""
+    with _raw(quick.url) as sock:
+        sock.sendall(_post_head(quick, 1000))
+        start = time.monotonic()
+        answer = b""
+        while time.monotonic() - start < 8 and not answer:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(0.2)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                pass
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert elapsed < 5, elapsed
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /healthz HTTP/1.1\r\nHost: t\r\n", b"GET /heal"],
+    ids=["nothing", "headers-unfinished", "request-line-unfinished"],
+)
+def test_a_connection_without_a_whole_request_is_closed(quick: RunningServer, sent: bytes) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(sent)
+        answer, after = _until_closed(sock, 10)
+    assert answer == b"" and after <= 5, (answer, after)
+
+
+def test_headers_trickled_a_byte_at_a_time_are_cut_off(quick: RunningServer) -> None:
+    """The slowloris case: a header byte every 0.2 s never completes a request, and the
+    connection is closed at the header deadline all the same."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200
+    with _raw(quick.url) as sock:
+        start = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+        assert closed and time.monotonic() - start < 5
+
+
+def test_an_idle_kept_alive_connection_is_closed(quick: RunningServer) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer, after = _until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 200") and b'{"status":"ok"}' in answer
+    assert after <= 5, after
+
+
+def test_a_slow_request_is_not_cut_off_by_the_header_deadline(quick: RunningServer) -> None:
+    """The deadlines bound what the client sends, not how long the server works: headers
+    in time, a body in time, one request after another on one connection."""
+    with _raw(quick.url) as sock:
+        for i in range(3):
+            body = json.dumps([_event(f"in-time-{i}", ACME.tenant_id)]).encode()
+            sock.sendall(_post_head(quick, len(body)))
+            time.sleep(0.3)  # within the body deadline
+            sock.sendall(body)
+            answer = _one_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200") and b'"accepted":1' in answer, answer
+            time.sleep(0.3)  # within the keep-alive and header timeouts
 
 
 # --- insecure mode -----------------------------------------------------------------------------

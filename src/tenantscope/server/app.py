@@ -14,6 +14,7 @@ from tenantscope import __version__
 from tenantscope.dashboard import apidocs, assets, login, pages
 from tenantscope.server import errors, routes_api, routes_health, routes_ingest, routes_keys
 from tenantscope.server.access import FailureLimiter, authorize
+from tenantscope.server.headers import NoStore
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -79,6 +80,7 @@ def create_app(
     if services is not None:
         app.state.services = services
     errors.install(app)
+    app.add_middleware(NoStore)
     # one limit for bad keys and failed sign-ins, per client address
     app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)

@@ -105,6 +105,26 @@ OPTIONS: tuple[Option, ...] = (
         "addresses or networks of reverse proxies whose X-Forwarded-For / -Proto are"
         " believed (default: none)",
     ),
+    Option(
+        "keep_alive_timeout_s",
+        lambda: 5.0,
+        float,
+        "how long an idle kept-alive connection stays open after an answer",
+    ),
+    Option(
+        "header_timeout_s",
+        lambda: 10.0,
+        float,
+        "how long a client has to send a request's headers (from connecting, or from the"
+        " previous answer); a connection that has not by then is closed",
+    ),
+    Option(
+        "body_timeout_s",
+        lambda: 30.0,
+        float,
+        "how long a client has to send a whole request body; later: 408 and the"
+        " connection is closed",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
@@ -135,6 +155,9 @@ class Settings:
     ingest_workers: int
     ingest_linger_ms: float
     trusted_proxies: tuple[str, ...]
+    keep_alive_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
     log_level: str
     insecure_no_auth: bool
 
@@ -156,6 +179,11 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         values["data_dir"] = Path(values["data_dir"]).expanduser()
+        for name in ("keep_alive_timeout_s", "header_timeout_s", "body_timeout_s"):
+            if not float(values[name]) > 0:
+                raise ConfigError(
+                    f"TENANTSCOPE_{name.upper()} must be a positive number of seconds"
+                )
         try:  # given as an argument: a string or a list, checked like the variable
             values["trusted_proxies"] = _addresses(values["trusted_proxies"])
         except ValueError as exc:
