@@ -55,14 +55,10 @@ def serve_app(services: Services) -> Iterator[RunningServer]:
     import uvicorn
 
     from tenantscope.server.app import create_app
+    from tenantscope.server.serving import uvicorn_config
 
-    config = uvicorn.Config(
-        create_app(services=services),
-        host="127.0.0.1",
-        port=services.settings.port,
-        log_level="warning",
-        lifespan="on",
-    )
+    # served as `tenantscope serve` serves it (forwarded headers, timeouts)
+    config = uvicorn_config(create_app(services=services), services.settings, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

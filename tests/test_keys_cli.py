@@ -117,6 +117,22 @@ def test_ingest_and_reader_keys_from_the_cli(served: tuple[Served, Path]) -> Non
     )
 
 
+def test_the_last_admin_key_cannot_be_revoked_from_the_cli(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _, first = _create(data_dir, "--role", "admin")
+    first_id = split_token(first)[1]  # type: ignore[index]
+    res = runner.invoke(app, ["keys", "revoke", first_id, "--data-dir", str(data_dir)])
+    assert res.exit_code == 1, res.output
+    assert "last active admin key" in res.output and "keys create --role admin" in res.output
+    assert [k["revoked_at"] for k in _list(data_dir)] == [""]  # still active
+    # rotation: make the next one, then revoke the old one
+    _, second = _create(data_dir, "--role", "admin")
+    assert f"revoked {first_id}" in invoke("keys", "revoke", first_id, "--data-dir", str(data_dir))
+    second_id = split_token(second)[1]  # type: ignore[index]
+    res = runner.invoke(app, ["keys", "revoke", second_id, "--data-dir", str(data_dir)])
+    assert res.exit_code == 1 and "last active admin key" in res.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -150,16 +150,10 @@ def _make_server(settings: Settings, services: Services) -> Any:
     import uvicorn
 
     from tenantscope.server.app import create_app
+    from tenantscope.server.serving import uvicorn_config
 
-    config = uvicorn.Config(
-        create_app(settings, services=services, close_services=True),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        lifespan="on",
-    )
-    return uvicorn.Server(config)
+    app = create_app(settings, services=services, close_services=True)
+    return uvicorn.Server(uvicorn_config(app, settings))
 
 
 def _run_server(settings: Settings, services: Services) -> None:
@@ -398,11 +392,14 @@ def keys_list(
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data_dir: DataDirOpt = None) -> None:
-    """Revoke a key: a running server refuses it within seconds."""
+    """Revoke a key: a running server refuses it within seconds. The last active admin
+    key cannot be revoked (make another one first)."""
     cfg = _config(_settings(data_dir=data_dir))
     try:
         if not cfg.revoke_api_key(key_id):
             _fail(f"no active key {key_id!r} (see tenantscope keys list)")
+    except TenantscopeError as exc:  # the last admin key stays
+        _fail(exc.message)
     finally:
         cfg.close()
     console.print(f"revoked {key_id}")

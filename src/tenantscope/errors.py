@@ -68,6 +68,21 @@ class NotFound(TenantscopeError):
     code = "not_found"
 
 
+class Conflict(TenantscopeError):
+    """The request is well formed but the current state forbids it (e.g. revoking the
+    last active admin key)."""
+
+    status = 409
+    code = "conflict"
+
+
+class RequestTimeout(TenantscopeError):
+    """The client did not send its request body in time."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(TenantscopeError):
     status = 413
     code = "payload_too_large"

@@ -241,8 +241,6 @@ KIND: dict[str, str] = {
     "/healthz": "public",
     "/readyz": "public",
     "/docs": "public",
-    "/docs/oauth2-redirect": "public",
-    "/redoc": "public",
     "/openapi.json": "public",
     "/static/{name:path}": "public",
     "/login": "login",

@@ -5,13 +5,16 @@ their own loopback addresses (127.0.0.x), since the limit is per client address.
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import httpx
 import pytest
@@ -195,6 +198,34 @@ def test_admin_key_api(srv: RunningServer, anon: httpx.Client) -> None:
     assert still.status_code == 200  # none of the refused revocations went through
 
 
+def test_the_last_admin_key_cannot_be_revoked(tmp_path: Path) -> None:
+    """Revoking the only active admin key (even with that key) would lock the operator
+    out: refused with a 409 that says what to do, and the key keeps working."""
+    with seeded_server(tmp_path / "data", seed_tenants) as running:
+        c = running.client  # signed with the server's one admin key
+        own = key_id_of(running.admin_key)
+        assert [k["key_id"] for k in c.get("/api/keys").json() if k["role"] == "admin"] == [own]
+        resp = c.delete(f"/api/keys/{own}")
+        assert resp.status_code == 409, resp.text
+        error = resp.json()["error"]
+        assert error["code"] == "conflict"
+        assert "last active admin key" in error["message"]
+        assert "keys create --role admin" in error["message"]  # what to do instead
+        assert c.get("/api/keys").status_code == 200  # still works
+        # other keys may go while one admin key stays
+        reader = key_id_of(running.key("reader"))
+        assert c.delete(f"/api/keys/{reader}").status_code == 200
+        # with a second admin key, the first may revoke itself (rotation)...
+        second = c.post("/api/keys", json={"role": "admin", "name": "next"}).json()["token"]
+        assert c.delete(f"/api/keys/{own}").status_code == 200
+        assert c.get("/api/keys").status_code == 401
+        # ...and the new one is now the last
+        with httpx.Client(base_url=running.url, headers=bearer(second)) as new:
+            resp = new.delete(f"/api/keys/{key_id_of(second)}")
+            assert resp.status_code == 409 and "last active admin key" in resp.text
+            assert new.get("/api/keys").status_code == 200
+
+
 def test_anonymous_key_api_is_refused_before_the_body_is_read(anon: httpx.Client) -> None:
     resp = anon.post(
         "/api/keys", content=b"{not json", headers={"content-type": "application/json"}
@@ -376,7 +407,18 @@ def test_bound_ingest_key_cannot_touch_another_tenants_trace(
 
 
 # --- the failure limit -------------------------------------------------------------------------
+def _sign_in(c: httpx.Client, key: str, **headers: str) -> httpx.Response:
+    resp = c.post(
+        "/login", data={"key": key, "csrf": CSRF}, headers={**jar({"ts_csrf": CSRF}), **headers}
+    )
+    c.cookies.clear()
+    return resp
+
+
 def test_bad_keys_are_rate_limited_per_client(srv: RunningServer) -> None:
+    """Past 20 failures a minute, a client's failed attempts get 429 (with Retry-After);
+    its valid keys still work, on the API and at sign-in: the limit charges failures, not
+    use (an app and a person behind one address are not locked out by a guesser)."""
     good = srv.key("reader")
     with client_from(srv, "127.0.0.3") as attacker, client_from(srv, "127.0.0.4") as bystander:
         for i in range(20):
@@ -384,32 +426,103 @@ def test_bad_keys_are_rate_limited_per_client(srv: RunningServer) -> None:
             assert resp.status_code == 401, (i, resp.text)
         resp = attacker.get("/api/tenants", headers=bearer("tsr_guess_again"))
         assert resp.status_code == 429
-        assert int(resp.headers["retry-after"]) >= 1
+        assert 1 <= int(resp.headers["retry-after"]) <= 61
         assert "too many" in resp.json()["error"]["message"]
-        # even a good key is refused from that address for now (no guessing on)
-        assert attacker.get("/api/tenants", headers=bearer(good)).status_code == 429
-        # sign-in from there is limited too
-        login = attacker.post(
-            "/login",
-            data={"key": good, "csrf": CSRF},
-            headers={"cookie": f"ts_csrf={CSRF}"},
-        )
-        assert login.status_code == 429
+        # a valid key from that address still works, on the API and at sign-in
+        assert attacker.get("/api/tenants", headers=bearer(good)).status_code == 200
+        assert _sign_in(attacker, good).status_code == 303
+        # a failed sign-in from there is limited, and says when to come back
+        login = _sign_in(attacker, "tsr_nope_nope")
+        assert login.status_code == 429 and 1 <= int(login.headers["retry-after"]) <= 61
         # other clients are not affected
         assert bystander.get("/api/tenants", headers=bearer(good)).status_code == 200
+        assert bystander.get("/api/tenants", headers=bearer("tsr_x_y")).status_code == 401
 
 
 def test_failed_sign_ins_are_rate_limited(srv: RunningServer) -> None:
     good = srv.key("admin")
     with client_from(srv, "127.0.0.5") as c:
         for i in range(20):
-            resp = c.post(
-                "/login", data={"key": f"tsa_x{i}_y", "csrf": CSRF}, headers=jar({"ts_csrf": CSRF})
-            )
-            assert resp.status_code == 401, i
-        resp = c.post("/login", data={"key": good, "csrf": CSRF}, headers=jar({"ts_csrf": CSRF}))
+            assert _sign_in(c, f"tsa_x{i}_y").status_code == 401, i
+        resp = _sign_in(c, "tsa_one_more")
         assert resp.status_code == 429
         assert "too many" in resp.text
+        assert 1 <= int(resp.headers["retry-after"]) <= 61  # like the API's 429
+        # the right key signs in all the same
+        assert _sign_in(c, good).status_code == 303
+
+
+def test_guessing_one_keys_secret_locks_that_key_from_that_address(srv: RunningServer) -> None:
+    """No oracle for the key being guessed: after 20 wrong secrets for one key id from one
+    address, that key is refused from there (valid or not) for the window. Other keys from
+    that address, and that key from elsewhere, still work."""
+    target = srv.key("reader")
+    _, key_id, secret = split_token(target) or ("", "", "")
+    other = srv.key("reader")
+    with client_from(srv, "127.0.0.10") as attacker, client_from(srv, "127.0.0.11") as owner:
+        for i in range(20):
+            wrong = f"tsr_{key_id}_{secret[:-4]}{i:04d}"
+            assert attacker.get("/api/sla", headers=bearer(wrong)).status_code == 401, i
+        resp = attacker.get("/api/sla", headers=bearer(target))
+        assert resp.status_code == 429 and int(resp.headers["retry-after"]) >= 1
+        assert _sign_in(attacker, target).status_code == 429
+        assert attacker.get("/api/sla", headers=bearer(other)).status_code == 200
+        assert owner.get("/api/sla", headers=bearer(target)).status_code == 200
+
+
+def test_forwarded_for_from_an_untrusted_client_is_ignored(tmp_path: Path) -> None:
+    """No proxy is trusted by default (not even a loopback one): a client rotating
+    X-Forwarded-For is still one client, and cannot spend another address's budget."""
+    with seeded_server(tmp_path / "data", seed_tenants) as running:
+        assert running.services.settings.trusted_proxies == ()
+        good = running.key("reader")
+        with httpx.Client(base_url=running.url) as rotating:  # from 127.0.0.1
+            for i in range(20):
+                forged = {"x-forwarded-for": f"198.51.100.{i}"}
+                resp = rotating.get("/api/sla", headers={**bearer(f"tsr_{i}_x"), **forged})
+                assert resp.status_code == 401, i
+            resp = rotating.get(
+                "/api/sla", headers={**bearer("tsr_z_z"), "x-forwarded-for": "198.51.100.99"}
+            )
+            assert resp.status_code == 429
+            # nor does a forged scheme make the session cookie Secure-only
+            login = _sign_in(rotating, good, **{"x-forwarded-proto": "https"})
+            assert login.status_code == 303 and "secure" not in login.headers["set-cookie"].lower()
+
+
+def test_behind_a_trusted_proxy_each_real_client_has_its_own_budget(tmp_path: Path) -> None:
+    """With TENANTSCOPE_TRUSTED_PROXIES naming the proxy, the client is the address the
+    proxy appended to X-Forwarded-For (the rightmost untrusted one): what a client puts in
+    the header itself neither rotates its budget nor spends another client's."""
+    proxy = "127.0.0.30"
+    with seeded_server(tmp_path / "data", seed_tenants, trusted_proxies=(proxy,)) as running:
+        good = running.key("reader")
+        attacker, victim = "203.0.113.7", "198.51.100.9"
+        with client_from(running, proxy) as via_proxy, client_from(running, "127.0.0.31") as direct:
+
+            def get(token: str, forwarded: str, c: httpx.Client = via_proxy) -> httpx.Response:
+                return c.get("/api/sla", headers={**bearer(token), "x-forwarded-for": forwarded})
+
+            # the attacker sends its own X-Forwarded-For (a rotating one, the victim's);
+            # the proxy appends the attacker's real address
+            for i in range(10):
+                assert get(f"tsr_{i}_x", f"192.0.2.{i}, {attacker}").status_code == 401
+            for i in range(10):
+                assert get(f"tsr_{i}_y", f"{victim}, {attacker}").status_code == 401
+            assert get("tsr_last_x", f"192.0.2.200, {attacker}").status_code == 429
+            # the victim behind the same proxy has its whole budget and its keys work
+            assert get("tsr_v_x", victim).status_code == 401
+            assert get(good, victim).status_code == 200
+            # and the scheme the proxy saw counts: the session cookie is Secure
+            login = _sign_in(
+                via_proxy, good, **{"x-forwarded-for": victim, "x-forwarded-proto": "https"}
+            )
+            assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
+            # a client that is not the proxy cannot claim to be someone else
+            for i in range(20):
+                assert get(f"tsr_{i}_d", victim, direct).status_code == 401
+            assert get("tsr_d_d", attacker, direct).status_code == 429
+            assert get("tsr_v_again", victim).status_code == 401  # the victim is untouched
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -609,6 +722,105 @@ def test_security_headers_on_html(srv: RunningServer, anon: httpx.Client, path: 
     assert not re.search(r"\son[a-z]+=", resp.text)  # no inline event handlers
 
 
+def test_health_answers_head(anon: httpx.Client, srv: RunningServer) -> None:
+    """Load balancers probe with HEAD: 200, and no body."""
+    for path in ("/healthz", "/readyz"):
+        resp = anon.head(path)
+        assert resp.status_code == 200, (path, resp.status_code)
+        assert resp.content == b""
+        with _raw(srv.url) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            answer, _ = _until_closed(sock, 10)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == b"", answer
+    assert anon.get("/healthz").json() == {"status": "ok"}  # GET unchanged
+
+
+def test_answers_other_than_static_files_are_not_stored(
+    srv: RunningServer, anon: httpx.Client, browserless: httpx.Client
+) -> None:
+    """Tenants' figures and key tokens must not sit in a browser's or a proxy's cache:
+    every answer says Cache-Control: no-store, errors included; static files (hashed
+    URLs) are cached for good."""
+    token = srv.key("reader")
+    answers = {
+        "api": anon.get("/api/tenants", params=RANGE, headers=bearer(token)),
+        "api index": anon.get("/api", headers=bearer(token)),
+        "api 401": anon.get("/api/tenants"),
+        "api 404": anon.get("/api/nope", headers=bearer(token)),
+        "api 400": anon.get("/api/tenants", params={"sort": "x"}, headers=bearer(token)),
+        "keys list": srv.client.get("/api/keys"),
+        "key created": srv.client.post("/api/keys", json={"role": "reader", "name": "cache"}),
+        "events": srv.client.post("/v1/events", json=[_event("no-store-1", ACME.tenant_id)]),
+        "usage": anon.get(f"/api/tenants/{ACME.tenant_id}/usage", headers=bearer(token)),
+        "sign-in": _sign_in(browserless, token),
+        "failed sign-in": _sign_in(browserless, "tsr_x_y"),
+        "sign-out": browserless.post(
+            "/logout", data={"csrf": CSRF}, headers=jar({"ts_csrf": CSRF})
+        ),
+        "openapi": anon.get("/openapi.json"),
+        "healthz": anon.get("/healthz"),
+        "metrics": srv.client.get("/metrics"),
+    }
+    browserless.cookies.clear()
+    for what, resp in answers.items():
+        assert resp.status_code < 500, (what, resp.status_code)
+        assert resp.headers.get("cache-control") == "no-store", (what, resp.headers)
+    static = anon.get("/static/app.js")
+    assert "no-store" not in static.headers["cache-control"]
+    assert "immutable" in static.headers["cache-control"]
+
+
+# --- the API reference -------------------------------------------------------------------------
+def _csp(resp: httpx.Response) -> dict[str, list[str]]:
+    csp = resp.headers["content-security-policy"]
+    return {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+
+
+def test_api_reference_uses_only_this_server(anon: httpx.Client) -> None:
+    """/docs is Swagger UI from an installed package, served from /static under the
+    dashboard's policy: no CDN, no third-party script on this origin, works offline."""
+    resp = anon.get("/docs")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+    refs = re.findall(r'(?:src|href)="([^"]*)"', resp.text)
+    assert refs, resp.text
+    here = [r for r in refs if not r.startswith("data:")]  # the favicon is inline
+    assert all(r.startswith("/") and not r.startswith("//") for r in here), refs
+    outside = re.sub(r'"data:[^"]*"', '""', resp.text)  # an SVG names its namespace URL
+    assert "http://" not in outside and "https://" not in outside
+    # no inline script: the page keeps the policy it is sent with
+    for attrs in re.findall(r"<script([^>]*)>", resp.text):
+        assert "src=" in attrs, attrs
+    directives = _csp(resp)
+    for name in ("default-src", "script-src", "connect-src", "img-src", "style-src"):
+        sources = directives[name]
+        assert all(s in ("'self'", "'unsafe-inline'", "data:") for s in sources), (name, sources)
+    assert directives["script-src"] == ["'self'"] and directives["frame-ancestors"] == ["'none'"]
+    assert resp.headers["x-frame-options"] == "DENY"
+    # every asset it names is here, with the right type
+    types = {".js": "text/javascript", ".css": "text/css"}
+    assets = [r for r in here if r.startswith("/static/")]
+    assert {r.split("?")[0].rsplit(".", 1)[-1] for r in assets} >= {"js", "css"}
+    for ref in assets:
+        got = anon.get(ref)
+        assert got.status_code == 200, ref
+        kind = types["." + ref.split("?")[0].rsplit(".", 1)[-1]]
+        assert got.headers["content-type"].startswith(kind), (ref, got.headers["content-type"])
+        assert got.headers["x-content-type-options"] == "nosniff"
+    assert any("swagger-ui" in r for r in assets)
+    # the page reads the schema from this server
+    assert anon.get("/openapi.json").status_code == 200
+
+
+def test_no_other_api_reference_loads_from_a_cdn(anon: httpx.Client) -> None:
+    """ReDoc (which FastAPI would load from a CDN, with Google Fonts) and Swagger's
+    OAuth2 redirect page (inline script; no OAuth2 here) are not served."""
+    for path in ("/redoc", "/docs/oauth2-redirect"):
+        resp = anon.get(path)
+        assert resp.status_code == 404, (path, resp.status_code)
+        assert "cdn." not in resp.text and "googleapis" not in resp.text
+
+
 # --- hostile input -----------------------------------------------------------------------------
 HOSTILE = [
     "<script>alert('x')</script>",
@@ -755,6 +967,166 @@ def test_request_bodies_are_bounded(srv: RunningServer, browserless: httpx.Clien
     )
     assert resp.status_code == 413
     browserless.cookies.clear()
+
+
+# --- timeouts ----------------------------------------------------------------------------------
+def _raw(url: str) -> socket.socket:
+    parsed = urlparse(url)
+    return socket.create_connection((parsed.hostname, parsed.port), timeout=10)
+
+
+def _until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and after how many
+    seconds; fails when it is still open after ``limit`` seconds."""
+    start = time.monotonic()
+    data = b""
+    while True:
+        left = limit - (time.monotonic() - start)
+        if left <= 0:
+            raise AssertionError(f"still open after {limit} s; received {data!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data, time.monotonic() - start
+
+
+def _one_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response (headers and a Content-Length body) from a kept-alive
+    connection."""
+    sock.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server with one-second timeouts."""
+    data = tmp_path_factory.mktemp("timeouts") / "data"
+    with seeded_server(
+        data, seed_tenants, body_timeout_s=1.0, header_timeout_s=1.0, keep_alive_timeout_s=1.0
+    ) as running:
+        yield running
+
+
+def _post_head(srv: RunningServer, length: int) -> bytes:
+    return (
+        f"POST /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {srv.admin_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_timeout_defaults() -> None:
+    s = Settings.load(env={}, data_dir=Path("/nonexistent"))
+    assert (s.keep_alive_timeout_s, s.header_timeout_s, s.body_timeout_s) == (5.0, 10.0, 30.0)
+    env = {"TENANTSCOPE_BODY_TIMEOUT_S": "2.5", "TENANTSCOPE_HEADER_TIMEOUT_S": "4"}
+    s = Settings.load(env=env, data_dir=Path("/nonexistent"))
+    assert (s.body_timeout_s, s.header_timeout_s) == (2.5, 4.0)
+
+
+def test_a_stalled_upload_gets_408_and_is_closed(quick: RunningServer) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(_post_head(quick, 1000) + b'[{"event_id": "stalled"')
+        answer, after = _until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer and b"within 1 s" in answer
+    assert b"connection: close" in answer.lower()
+    assert 0.8 <= after <= 5, after
+    assert quick.client.get("/healthz").status_code == 200  # and the server serves on
+
+
+def test_a_trickled_upload_has_an_overall_deadline(quick: RunningServer) -> None:
+    """A byte every 0.2 s keeps the connection busy, but the body must be complete within
+    the deadline all the same."""
+    with _raw(quick.url) as sock:
+        sock.sendall(_post_head(quick, 1000))
+        start = time.monotonic()
+        answer = b""
+        while time.monotonic() - start < 8 and not answer:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            sock.settimeout(0.2)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                pass
+        elapsed = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert elapsed < 5, elapsed
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /healthz HTTP/1.1\r\nHost: t\r\n", b"GET /heal"],
+    ids=["nothing", "headers-unfinished", "request-line-unfinished"],
+)
+def test_a_connection_without_a_whole_request_is_closed(quick: RunningServer, sent: bytes) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(sent)
+        answer, after = _until_closed(sock, 10)
+    assert answer == b"" and after <= 5, (answer, after)
+
+
+def test_headers_trickled_a_byte_at_a_time_are_cut_off(quick: RunningServer) -> None:
+    """The slowloris case: a header byte every 0.2 s never completes a request, and the
+    connection is closed at the header deadline all the same."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 200
+    with _raw(quick.url) as sock:
+        start = time.monotonic()
+        closed = False
+        for byte in request:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.2)
+            try:
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+        assert closed and time.monotonic() - start < 5
+
+
+def test_an_idle_kept_alive_connection_is_closed(quick: RunningServer) -> None:
+    with _raw(quick.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer, after = _until_closed(sock, 10)
+    assert answer.startswith(b"HTTP/1.1 200") and b'{"status":"ok"}' in answer
+    assert after <= 5, after
+
+
+def test_a_slow_request_is_not_cut_off_by_the_header_deadline(quick: RunningServer) -> None:
+    """The deadlines bound what the client sends, not how long the server works: headers
+    in time, a body in time, one request after another on one connection."""
+    with _raw(quick.url) as sock:
+        for i in range(3):
+            body = json.dumps([_event(f"in-time-{i}", ACME.tenant_id)]).encode()
+            sock.sendall(_post_head(quick, len(body)))
+            time.sleep(0.3)  # within the body deadline
+            sock.sendall(body)
+            answer = _one_response(sock)
+            assert answer.startswith(b"HTTP/1.1 200") and b'"accepted":1' in answer, answer
+            time.sleep(0.3)  # within the keep-alive and header timeouts
 
 
 # --- insecure mode -----------------------------------------------------------------------------

@@ -16,10 +16,14 @@ from typing import Any
 import pytest
 
 from tenantscope import errors
-from tenantscope.storage.base import ConfigStore, PriceOverride, TenantConfig
+from tenantscope.storage.base import ApiKey, ConfigStore, PriceOverride, TenantConfig
 
 MakeStore = Callable[[], ConfigStore]
 D0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _key(key_id: str, role: str = "admin", tenant_id: str | None = None) -> ApiKey:
+    return ApiKey(key_id=key_id, role=role, tenant_id=tenant_id, secret_hash="h" * 64)
 
 
 def _override(model: str, days: int, **changes: Any) -> PriceOverride:
@@ -292,6 +296,75 @@ class ConfigStoreContract:
         with pytest.raises(errors.ValidationFailed):
             config_store.add_price_override(bad)
         assert config_store.list_price_overrides() == []
+
+    # -- API keys ----------------------------------------------------------------------
+
+    def test_keys_round_trip_and_revoke(self, config_store: ConfigStore) -> None:
+        config_store.add_api_key(_key("admin-1"))
+        config_store.add_api_key(_key("reader-1", "reader"))
+        assert [k.key_id for k in config_store.list_api_keys() if k.active] == [
+            "admin-1",
+            "reader-1",
+        ]
+        assert config_store.revoke_api_key("reader-1") is True
+        assert config_store.revoke_api_key("reader-1") is False  # once
+        assert config_store.revoke_api_key("nobody") is False
+        key = config_store.get_api_key("reader-1")
+        assert key is not None and not key.active
+
+    def test_the_last_active_admin_key_cannot_be_revoked(self, config_store: ConfigStore) -> None:
+        config_store.add_api_key(_key("admin-1"))
+        config_store.add_api_key(_key("tenant-1", "tenant", "acme"))
+        with pytest.raises(errors.Conflict, match="last active admin key"):
+            config_store.revoke_api_key("admin-1")
+        key = config_store.get_api_key("admin-1")
+        assert key is not None and key.active  # nothing changed
+        # with a second admin key, either may go, but not both
+        config_store.add_api_key(_key("admin-2"))
+        assert config_store.revoke_api_key("admin-1") is True
+        with pytest.raises(errors.Conflict):
+            config_store.revoke_api_key("admin-2")
+        # other roles never need a spare
+        assert config_store.revoke_api_key("tenant-1") is True
+
+    def test_two_handles_cannot_revoke_the_last_two_admin_keys(
+        self, make_config_store: MakeStore
+    ) -> None:
+        stores = [make_config_store(), make_config_store()]
+
+        def revoke(
+            store: ConfigStore, key_id: str, start: threading.Barrier, out: list[str]
+        ) -> None:
+            start.wait()
+            try:
+                out.append(str(store.revoke_api_key(key_id)))
+            except errors.Conflict:
+                out.append("refused")
+
+        try:
+            for round_ in range(5):
+                ids = [f"admin-{round_}-a", f"admin-{round_}-b"]
+                for key_id in ids:
+                    stores[0].add_api_key(_key(key_id))
+                for other in stores[0].list_api_keys():
+                    if other.active and other.key_id not in ids:
+                        stores[0].revoke_api_key(other.key_id)
+                results: list[str] = []
+                start = threading.Barrier(2)
+                threads = [
+                    threading.Thread(target=revoke, args=(stores[k], ids[k], start, results))
+                    for k in (0, 1)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(30)
+                assert sorted(results) == ["True", "refused"], results
+                active = [k for k in stores[1].list_api_keys() if k.active and k.role == "admin"]
+                assert len(active) == 1
+        finally:
+            for s in stores:
+                s.close()
 
     # -- several handles ---------------------------------------------------------------
 

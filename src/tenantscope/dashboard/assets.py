@@ -1,6 +1,7 @@
-"""Static files: our CSS and script, and plotly.js taken from the installed ``plotly``
-package (it bundles the minified library for offline use), so the dashboard needs no CDN
-and the repository carries no third-party code."""
+"""Static files: our CSS and scripts, plotly.js taken from the installed ``plotly`` package
+(it bundles the minified library for offline use) and Swagger UI from the installed
+``fastapi-offline`` package (made to serve FastAPI's API reference without a CDN), so
+no page needs a CDN and the repository carries no third-party code."""
 
 from __future__ import annotations
 
@@ -17,27 +18,43 @@ from starlette.responses import Response
 from tenantscope.errors import NotFound
 
 STATIC = Path(__file__).parent / "static"
-_OURS = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
+_JS = "text/javascript; charset=utf-8"
+_CSS = "text/css; charset=utf-8"
+_OURS = {"app.css": _CSS, "app.js": _JS, "docs.js": _JS}
+# /static/vendor/<name>: (installed package, file inside it, media type, how to install it)
+_VENDOR: dict[str, tuple[str, str, str, str]] = {
+    "vendor/plotly.min.js": ("plotly", "package_data/plotly.min.js", _JS, "plotly"),
+    "vendor/swagger-ui-bundle.js": (
+        "fastapi_offline",
+        "static/swagger-ui-bundle.js",
+        _JS,
+        "fastapi-offline",
+    ),
+    "vendor/swagger-ui.css": ("fastapi_offline", "static/swagger-ui.css", _CSS, "fastapi-offline"),
+}
 
 router = APIRouter(include_in_schema=False)
 _lock = threading.Lock()
 
 
-def plotly_path() -> Path | None:
-    spec = find_spec("plotly")
+def vendor_path(name: str) -> Path | None:
+    """Where an installed package keeps a vendored file (None: not installed). The
+    package is found, not imported."""
+    package, inside = _VENDOR[name][:2]
+    spec = find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
+    path = Path(next(iter(spec.submodule_search_locations))) / inside
     return path if path.is_file() else None
 
 
 @lru_cache(maxsize=8)
 def _load(name: str) -> tuple[bytes, str]:
     """(raw, etag) of an asset, read once per process."""
-    if name == "vendor/plotly.min.js":
-        path = plotly_path()
+    if name in _VENDOR:
+        path = vendor_path(name)
         if path is None:
-            raise NotFound("plotly.js is not installed (pip install plotly)")
+            raise NotFound(f"{name} is not installed (pip install {_VENDOR[name][3]})")
     elif name in _OURS:
         path = STATIC / name
     else:
@@ -63,7 +80,7 @@ def asset_version(name: str) -> str:
 def static(name: str, request: Request) -> Response:
     with _lock:
         raw, etag = _load(name)
-    media = _OURS.get(name, "text/javascript; charset=utf-8")
+    media = _VENDOR[name][2] if name in _VENDOR else _OURS[name]
     headers = {
         "ETag": f'"{etag}"',
         # links carry ?v=<hash>, so a changed file gets a new URL

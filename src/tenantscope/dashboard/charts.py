@@ -1,9 +1,16 @@
 """Chart specifications (plotly.js ``data`` + ``layout``) built from query results. The page
 embeds them as JSON; ``static/app.js`` draws them. Numbers stay numbers here (money as
-floats is fine for drawing; the tables beside each chart show the exact figures)."""
+floats is fine for drawing; the tables beside each chart show the exact figures).
+
+Plotly.js renders a subset of HTML in every text it draws (legend names, hover labels,
+axis ticks, annotations: ``<a href>``, ``<b>``, ``<br>``, entities), so a tenant id like
+``<a href="https://evil.example">Session expired</a>`` would become a real link. Every
+string taken from data goes through ``plotly_text`` (the Jinja autoescape does not reach
+inside the JSON spec, and the JSON escaping only keeps it from closing the script tag)."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from tenantscope.dashboard.render import NO_TENANT
@@ -24,6 +31,13 @@ PALETTE = (
     "#0d9488",
 )
 _FONT = {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12}
+
+
+def plotly_text(text: str) -> str:
+    """A data string as plotly text: ``<``, ``>`` and ``&`` escaped. Plotly decodes the
+    entities when it draws, so the chart shows the string exactly as it was sent (an
+    ``&amp;`` in the data stays visible as such), and no tag from data is rendered."""
+    return html.escape(text, quote=False)
 
 
 def _layout(y_title: str, *, money: bool = False, stacked: bool = False) -> Spec:
@@ -58,7 +72,7 @@ def series_chart(ts: TimeSeries, y_title: str, *, money: bool = False) -> Spec:
         trace: Spec = {
             "type": "scatter",
             "mode": "lines",
-            "name": s.key or (NO_TENANT if stacked else y_title),
+            "name": plotly_text(s.key) if s.key else (NO_TENANT if stacked else y_title),
             "x": [p.t.isoformat() if p.t else None for p in s.points],
             "y": [_value(p.value) for p in s.points],
             "line": {"color": PALETTE[i % len(PALETTE)], "width": 2 if not stacked else 1},
@@ -74,7 +88,7 @@ def series_chart(ts: TimeSeries, y_title: str, *, money: bool = False) -> Spec:
 
 def latency_chart(rows: list[SlaRow], target_ms: int | None) -> Spec:
     """p50/p95/p99 per tenant as grouped bars, with the tier's target as a line."""
-    names = [r.display_name or r.tenant_id or NO_TENANT for r in rows]
+    names = [plotly_text(r.display_name or r.tenant_id) or NO_TENANT for r in rows]
     data: list[Spec] = [
         {
             "type": "bar",

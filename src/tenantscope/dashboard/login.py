@@ -3,7 +3,7 @@
 A valid admin, reader or tenant key becomes a signed, HttpOnly, SameSite=Lax session
 cookie (server/sessions.py); an ingest key cannot sign in. Both forms carry a CSRF token
 (double-submitted cookie). Failed attempts count towards the same per-client limit as
-bad API keys."""
+bad API keys (server/access.py: check_key)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from tenantscope.dashboard.render import pages
-from tenantscope.errors import BadRequest, Forbidden, TooManyRequests
-from tenantscope.server.access import client_of
+from tenantscope.errors import BadRequest, Forbidden
+from tenantscope.server.access import check_key
 from tenantscope.server.body import read_body
 from tenantscope.server.keys import Principal
 from tenantscope.server.services import services_of
@@ -63,14 +63,9 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     check_csrf(request, form)
     nxt = _safe_next(form.get("next"))
-    client = client_of(request.scope)
-    limiter = request.app.state.auth_limiter
-    wait = limiter.blocked(client)
-    if wait:
-        raise TooManyRequests(f"too many failed sign-in attempts; try again in {int(wait) + 1} s")
-    principal = await run_in_threadpool(svc.keys.principal, form.get("key", ""))
+    # 429 (with Retry-After) past the failure budget; a valid key signs in regardless
+    principal = await check_key(request, form.get("key", ""), "sign-in attempts")
     if principal is None or principal.role == "ingest":
-        limiter.failed(client)
         message = (
             "an ingest key can only send data; sign in with an admin, reader or tenant key"
             if principal is not None

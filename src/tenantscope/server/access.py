@@ -11,8 +11,10 @@ comes from its key, never from a request parameter.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
+from collections import OrderedDict, deque
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -21,7 +23,7 @@ from starlette.types import Scope
 
 from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
-from tenantscope.server.keys import INSECURE, Principal
+from tenantscope.server.keys import INSECURE, Principal, split_token
 from tenantscope.server.services import Services, services_of
 from tenantscope.server.sessions import SESSION_COOKIE
 
@@ -32,8 +34,6 @@ RULES: dict[str, str] = {
     "/healthz": PUBLIC,
     "/readyz": PUBLIC,
     "/docs": PUBLIC,
-    "/docs/oauth2-redirect": PUBLIC,
-    "/redoc": PUBLIC,
     "/openapi.json": PUBLIC,
     "/static/{name:path}": PUBLIC,
     "/login": PUBLIC,
@@ -72,41 +72,115 @@ _COOKIE_POSTS = frozenset({"/logout"})
 
 
 class FailureLimiter:
-    """Failed key or login attempts per client address: past ``limit`` within ``window``
-    seconds, that client gets 429 on its authentication attempts until the window
-    passes. Memory is bounded (oldest clients are forgotten)."""
+    """A budget of failed attempts (bad keys, failed sign-ins) per client: ``limit``
+    failures within ``window`` seconds. Past it, that client's *failed* attempts answer
+    429 until the window passes; its valid keys still work, so an app or a person behind
+    the same address is not locked out by someone else's guessing (check_key adds the
+    per-key lock that keeps this from being a guessing oracle).
+
+    Hand-written rather than the ``limits`` package: the rule charges failures only, needs
+    the time until the budget returns (Retry-After) and must bound its memory against
+    clients that rotate addresses; a deque of at most ``limit`` times per client and at
+    most ``max_clients`` clients (the least recently failing forgotten) does all three.
+    State is per process, like the server's other caches."""
 
     def __init__(self, limit: int = 20, window: float = 60.0, max_clients: int = 10_000):
         self.limit = limit
         self.window = window
         self._max = max_clients
         self._lock = threading.Lock()
-        self._fails: dict[str, list[float]] = {}
+        self._fails: OrderedDict[str, deque[float]] = OrderedDict()
 
-    def blocked(self, client: str) -> float:
-        """Seconds until ``client`` may try again (0: it may)."""
+    def blocked(self, who: str) -> float:
+        """Seconds until ``who`` has failure budget again (0: it has)."""
         now = time.monotonic()
         with self._lock:
-            times = [t for t in self._fails.get(client, ()) if now - t < self.window]
-            if times:
-                self._fails[client] = times
-            else:
-                self._fails.pop(client, None)
+            times = self._fails.get(who)
+            if times is None:
+                return 0.0
+            while times and now - times[0] >= self.window:
+                times.popleft()
+            if not times:
+                del self._fails[who]
+                return 0.0
             if len(times) < self.limit:
                 return 0.0
+            # the oldest of the last ``limit`` failures leaves the window then
             return max(0.0, self.window - (now - times[0]))
 
-    def failed(self, client: str) -> None:
+    def failed(self, *who: str) -> None:
+        """Charge one failure to each of ``who``. Failures while over budget count too,
+        so a client that keeps failing stays refused."""
         now = time.monotonic()
         with self._lock:
-            if client not in self._fails and len(self._fails) >= self._max:
-                self._fails.pop(next(iter(self._fails)))
-            self._fails.setdefault(client, []).append(now)
+            for w in who:
+                times = self._fails.get(w)
+                if times is None:
+                    if len(self._fails) >= self._max:
+                        self._fails.popitem(last=False)
+                    times = self._fails[w] = deque(maxlen=self.limit)
+                else:
+                    self._fails.move_to_end(w)
+                times.append(now)
 
 
 def client_of(scope: Scope) -> str:
+    """Whose failure budget a request spends: the client address (the real client's when
+    a trusted proxy forwarded the request: server/serving.py). An IPv6 client counts by
+    its /64, which one host or home usually holds whole, so rotating through its own
+    addresses does not buy it more attempts."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    if not client:
+        return "unknown"
+    host = str(client[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
+
+
+def _too_many(wait: float, what: str) -> TooManyRequests:
+    return TooManyRequests(
+        f"too many failed {what} from this address; try again in {int(wait) + 1} s",
+        headers={"Retry-After": str(int(wait) + 1)},
+    )
+
+
+async def check_key(request: Request, token: str, what: str = "key attempts") -> Principal | None:
+    """The principal of ``token``, or None when it is not a valid key, under the failure
+    limit (``app.state.auth_limiter``), for API keys and sign-in alike:
+
+    - a client past its failure budget gets 429 for failed attempts only; a valid key
+      still works;
+    - a key whose secret was guessed ``limit`` times from one client is refused from that
+      client for the window, valid or not: the answer must not tell a guesser when it got
+      that key right. Other keys from that client, and that key from elsewhere, work.
+    """
+    svc = services_of(request)
+    limiter: FailureLimiter = request.app.state.auth_limiter
+    client = client_of(request.scope)
+    parts = split_token(token)
+    this_key = f"{client} key {parts[1]}" if parts else None
+    if this_key is not None:
+        wait = limiter.blocked(this_key)
+        if wait:
+            raise _too_many(wait, what)
+    over = limiter.blocked(client)
+    found = await run_in_threadpool(svc.keys.principal, token)
+    if found is not None:
+        return found
+    # a key id that exists is being guessed at; other ids only spend the client's budget
+    # (and cannot fill the limiter's memory with one entry per made-up id)
+    known = parts is not None and await run_in_threadpool(svc.keys.known, parts[1])
+    limiter.failed(client, *((this_key,) if this_key and known else ()))
+    if over:
+        raise _too_many(over, what)
+    return None
 
 
 def bearer(headers: Headers) -> str | None:
@@ -152,18 +226,9 @@ async def authorize(request: Request) -> None:
 
 async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:
     token = bearer(request.headers) if use_key else None
-    limiter: FailureLimiter = request.app.state.auth_limiter
     if token is not None:
-        client = client_of(request.scope)
-        wait = limiter.blocked(client)
-        if wait:
-            raise TooManyRequests(
-                "too many failed key attempts from this address; wait and retry",
-                headers={"Retry-After": str(int(wait) + 1)},
-            )
-        found = await run_in_threadpool(svc.keys.principal, token)
+        found = await check_key(request, token)
         if found is None:
-            limiter.failed(client)
             raise Unauthorized(
                 "the API key is not valid (revoked or mistyped?)",
                 headers={"WWW-Authenticate": "Bearer"},

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import assets, login, pages
+from tenantscope.dashboard import apidocs, assets, login, pages
 from tenantscope.server import (
     errors,
     routes_api,
@@ -21,6 +21,7 @@ from tenantscope.server import (
     runfile,
 )
 from tenantscope.server.access import FailureLimiter, authorize
+from tenantscope.server.headers import NoStore
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -78,6 +79,11 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # the API reference is ours (dashboard/apidocs.py): FastAPI's pages load their
+        # scripts from a CDN; ReDoc and the OAuth2 redirect page are not served at all
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         # every route's access rule is checked first (server/access.py)
         dependencies=[Depends(authorize)],
         **_no_self_telemetry(),
@@ -85,6 +91,7 @@ def create_app(
     if services is not None:
         app.state.services = services
     errors.install(app)
+    app.add_middleware(NoStore)
     # one limit for bad keys and failed sign-ins, per client address
     app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)
@@ -94,4 +101,5 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(login.router)
     app.include_router(assets.router)
+    app.include_router(apidocs.router)
     return app

@@ -23,6 +23,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
@@ -92,4 +93,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path)
-        return respond(request, 500, "internal_error", "internal error; see the server log")
+        response = respond(request, 500, "internal_error", "internal error; see the server log")
+        # this handler runs outside the app's middleware (server/headers.py)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response

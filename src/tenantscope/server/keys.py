@@ -127,6 +127,11 @@ class KeyChecker:
             return None
         return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id)
 
+    def known(self, key_id: str) -> bool:
+        """Is there an active key with this id (whatever the secret)?"""
+        key = self._key(key_id)
+        return key is not None and key.active
+
     def forget(self, key_id: str) -> None:
         with self._lock:
             self._cache.pop(key_id, None)

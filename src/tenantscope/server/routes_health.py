@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from tenantscope.server.services import services_of
@@ -28,12 +28,24 @@ def index(request: Request) -> dict[str, object]:
     }
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up (HEAD too)")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Both stores answer and the writer runs")
+# Load balancers probe with HEAD: the same status, no body. Separate routes, left out of
+# the schema, because one route for both methods gives two operations one id.
+@router.head("/healthz", include_in_schema=False)
+def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.head("/readyz", include_in_schema=False)
+def readyz_head(request: Request) -> Response:
+    return Response(status_code=readyz(request).status_code)
+
+
+@router.get("/readyz", summary="Both stores answer and the writer runs (HEAD too)")
 def readyz(request: Request) -> JSONResponse:
     svc = services_of(request)
     problems = []

@@ -87,7 +87,16 @@ async def create_key(request: Request) -> CreatedKey:
     return CreatedKey(**_out(stored).model_dump(), token=token)
 
 
-@router.delete("/{key_id}", summary="Revoke a key (at once on this server)")
+@router.delete(
+    "/{key_id}",
+    summary="Revoke a key (at once on this server)",
+    description="The last active admin key cannot be revoked (409): create another admin"
+    " key first. A key may revoke itself otherwise.",
+    responses={
+        404: {"description": "no such active key"},
+        409: {"description": "the last admin key"},
+    },
+)
 def revoke_key(key_id: Annotated[str, Path(max_length=64)], request: Request) -> KeyOut:
     svc = services_of(request)
     if not svc.config.revoke_api_key(key_id):

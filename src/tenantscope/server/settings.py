@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ def _bytes(text: str) -> int:
     if t and t[-1] in units:
         return int(float(t[:-1]) * units[t[-1]])
     return int(t)
+
+
+def _addresses(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Proxy addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``::1``), separated by
+    commas or spaces. Each is checked: a typo would otherwise trust nothing, silently.
+    There is no wildcard: trusting every address lets every client pick its own."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+        out.append(item.strip())
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +98,33 @@ OPTIONS: tuple[Option, ...] = (
         float,
         "how long answered OTLP spans wait for more before one store batch takes them all",
     ),
+    Option(
+        "trusted_proxies",
+        lambda: (),
+        _addresses,
+        "addresses or networks of reverse proxies whose X-Forwarded-For / -Proto are"
+        " believed (default: none)",
+    ),
+    Option(
+        "keep_alive_timeout_s",
+        lambda: 5.0,
+        float,
+        "how long an idle kept-alive connection stays open after an answer",
+    ),
+    Option(
+        "header_timeout_s",
+        lambda: 10.0,
+        float,
+        "how long a client has to send a request's headers (from connecting, or from the"
+        " previous answer); a connection that has not by then is closed",
+    ),
+    Option(
+        "body_timeout_s",
+        lambda: 30.0,
+        float,
+        "how long a client has to send a whole request body; later: 408 and the"
+        " connection is closed",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
@@ -111,6 +154,10 @@ class Settings:
     trace_window_hours: float
     ingest_workers: int
     ingest_linger_ms: float
+    trusted_proxies: tuple[str, ...]
+    keep_alive_timeout_s: float
+    header_timeout_s: float
+    body_timeout_s: float
     log_level: str
     insecure_no_auth: bool
 
@@ -124,14 +171,23 @@ class Settings:
             elif opt.env in env and env[opt.env] != "":
                 try:
                     values[opt.name] = opt.parse(env[opt.env])
-                except ValueError:
-                    raise ConfigError(f"{opt.env}={env[opt.env]!r} is not valid") from None
+                except ValueError as exc:
+                    raise ConfigError(f"{opt.env}={env[opt.env]!r} is not valid: {exc}") from None
             else:
                 values[opt.name] = opt.default()
         unknown = set(given) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
         values["data_dir"] = Path(values["data_dir"]).expanduser()
+        for name in ("keep_alive_timeout_s", "header_timeout_s", "body_timeout_s"):
+            if not float(values[name]) > 0:
+                raise ConfigError(
+                    f"TENANTSCOPE_{name.upper()} must be a positive number of seconds"
+                )
+        try:  # given as an argument: a string or a list, checked like the variable
+            values["trusted_proxies"] = _addresses(values["trusted_proxies"])
+        except ValueError as exc:
+            raise ConfigError(f"trusted proxies: {exc}") from None
         if values["insecure_no_auth"] and not is_loopback(str(values["host"])):
             raise ConfigError(
                 f"--insecure-no-auth serves without keys, so it only binds to loopback;"

@@ -256,7 +256,10 @@ class ConfigStore(abc.ABC):
 
     @abc.abstractmethod
     def revoke_api_key(self, key_id: str) -> bool:
-        """Revoke an active key; False when there is no such active key."""
+        """Revoke an active key; False when there is no such active key. The last active
+        admin key is never revoked (``errors.Conflict``): without one, nobody could manage
+        keys any more. The check and the revocation are one transaction, so two
+        revocations at once cannot remove the last two admin keys."""
 
     @abc.abstractmethod
     def touch_api_key(self, key_id: str, when: datetime) -> None:

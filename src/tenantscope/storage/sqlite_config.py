@@ -448,13 +448,33 @@ class SQLiteConfigStore(ConfigStore):
         return [_key_from_row(r) for r in rows]
 
     def revoke_api_key(self, key_id: str) -> bool:
-        with self._write() as conn:
-            result = conn.execute(
+        active = api_keys.c.revoked_at.is_(None)
+        with self._write() as conn:  # BEGIN IMMEDIATE on SQLite: one writer at a time
+            role = conn.execute(
+                sa.select(api_keys.c.role).where(api_keys.c.key_id == key_id, active)
+            ).scalar()
+            if role is None:
+                return False
+            if role == "admin":
+                # FOR UPDATE: on a server database, a concurrent revocation waits here and
+                # then sees this one's result (SQLite's write lock already does that)
+                admins = conn.execute(
+                    sa.select(api_keys.c.key_id)
+                    .where(api_keys.c.role == "admin", active)
+                    .with_for_update()
+                ).all()
+                if len(admins) <= 1:
+                    raise errors.Conflict(
+                        f"key {key_id} is the last active admin key: revoking it would leave"
+                        " no key that can manage keys. Create another admin key first"
+                        " (tenantscope keys create --role admin), then revoke this one"
+                    )
+            conn.execute(
                 sa.update(api_keys)
-                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .where(api_keys.c.key_id == key_id, active)
                 .values(revoked_at=_now())
             )
-        return bool(result.rowcount)
+        return True
 
     def touch_api_key(self, key_id: str, when: datetime) -> None:
         with self._write() as conn:
