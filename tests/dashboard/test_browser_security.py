@@ -153,7 +153,7 @@ def test_tenant_markup_is_text_on_the_sla_chart(tab: Watched, site: RunningServe
 
 def test_tenant_page_charts_have_no_links(tab: Watched, site: RunningServer) -> None:
     sign_in(tab.page, site.url, site.admin_key)
-    tab.open("/tenant?" + urlencode({"id": LINK}))
+    tab.open("/tenant?" + urlencode({"tenant_id": LINK}))
     assert tab.charts_drawn() == 2
     assert tab.chart_links() == []
     # the page's own links stay on this server: none goes where the data said

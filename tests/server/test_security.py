@@ -685,15 +685,15 @@ def _stays_here(location: str) -> bool:
 
 
 def test_local_next_is_kept(srv: RunningServer, browserless: httpx.Client) -> None:
-    resp = _login(browserless, srv.key("reader"), "/traces?tenant=acme-own&range=24h")
-    assert resp.headers["location"] == "/traces?tenant=acme-own&range=24h"
+    resp = _login(browserless, srv.key("reader"), "/traces?tenant_id=acme-own&range=24h")
+    assert resp.headers["location"] == "/traces?tenant_id=acme-own&range=24h"
 
 
 def test_anonymous_page_is_sent_to_sign_in_and_back(browserless: httpx.Client) -> None:
-    resp = browserless.get("/traces", params={"tenant": "acme-own", "range": "24h"})
+    resp = browserless.get("/traces", params={"tenant_id": "acme-own", "range": "24h"})
     assert resp.status_code == 303
     assert resp.headers["location"] == "/login?next=" + quote(
-        "/traces?tenant=acme-own&range=24h", safe=""
+        "/traces?tenant_id=acme-own&range=24h", safe=""
     )
 
 
