@@ -7,6 +7,7 @@ then resource attributes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Final
@@ -286,6 +287,7 @@ USAGE_RULES: Final[dict[str, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of scopes, asked for every LLM span
 def convention_for(scope_name: str, scope_version: str = "") -> Convention | None:
     """The listed convention of an instrumentation scope (None: not listed)."""
     for convention in CONVENTIONS:

@@ -132,7 +132,12 @@ def normalize_span(
     provider = _provider(lookup, span.scope_name, ids["model"], infer_provider)
     tokens: dict[str, int] = {}
     convention = ""
-    listed = semconv.convention_for(span.scope_name, span.scope_version)
+    # the scope's convention matters only for usage figures and a reported cost
+    listed = (
+        semconv.convention_for(span.scope_name, span.scope_version)
+        if kind == "llm" and (has_tokens or cost is not None)
+        else None
+    )
     if kind == "llm" and has_tokens:
         if details is not None:
             tokens, convention = details, "langfuse"

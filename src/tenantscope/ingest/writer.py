@@ -102,7 +102,8 @@ def synthetic_ids(event_id: str, tenant_id: str = "") -> tuple[str, str]:
     return digest[:32], digest[32:48]
 
 
-# joins a tenant and an event id: ids cannot hold control characters
+# joins the parts of a key (a tenant and an event id; a copy's tenant, provider and
+# response id): ids cannot hold control characters
 _KEY_SEP = "\x1f"
 
 
@@ -738,16 +739,18 @@ class BatchWriter:
             if is_candidate(r):
                 keys.setdefault(key_of(r), set()).add(f"{r.trace_id}:{r.event_id}")
                 starts.append(to_utc_naive(r.start_time))
-        table_keys: list[pa.Array | None] = []
+        # per table: which rows are candidates and every row's copy key, worked out once
+        masks: list[tuple[pa.ChunkedArray, pa.ChunkedArray] | None] = []
         for table in tables:
-            rows = table.filter(_candidate_rows(table)) if table.num_rows else table
+            mask = _candidate_rows(table) if table.num_rows else None
+            rows = table.filter(mask) if mask is not None else table
             if not rows.num_rows:
-                table_keys.append(None)
+                masks.append(None)
                 continue
-            joined = _key_column(rows)
-            table_keys.append(joined)
+            joined = _key_column(table)
+            masks.append((mask, joined))
             for key, trace_id, event_id in zip(
-                joined.to_pylist(),
+                joined.filter(mask).to_pylist(),
                 rows.column("trace_id").to_pylist(),
                 rows.column("event_id").to_pylist(),
                 strict=True,
@@ -756,7 +759,8 @@ class BatchWriter:
             bounds = pc.min_max(rows.column("start_time")).as_py()
             starts += [bounds["min"], bounds["max"]]
         if not keys:
-            return self._unchanged(updates, replaced, tables)
+            _drop_unchanged(updates, replaced)
+            return tables
         found = self._store.response_records(
             sorted({k[2] for k in keys}),
             min(starts) - self._response_window,
@@ -772,17 +776,16 @@ class BatchWriter:
         copied = {k for k, ids in keys.items() if len(ids) > 1}
         copied |= {key_of(r) for r in (*updates, *stored) if r.shadow_reason.startswith(DUPLICATE)}
         if not copied:
-            return self._unchanged(updates, replaced, tables)
-        wanted = pa.array(sorted(_SEP.join(k) for k in copied), pa.string())
+            _drop_unchanged(updates, replaced)
+            return tables
+        wanted = pa.array(sorted(_KEY_SEP.join(k) for k in copied), pa.string())
         kept: list[pa.Table] = []
-        for table, joined in zip(tables, table_keys, strict=True):
-            if joined is None:
+        for table, masked in zip(tables, masks, strict=True):
+            if masked is None:
                 kept.append(table)
                 continue
-            take = pc.and_(
-                _candidate_rows(table),
-                pc.is_in(_key_column(table), value_set=wanted),
-            )
+            mask, joined = masked
+            take = pc.and_(mask, pc.is_in(joined, value_set=wanted))
             if not pc.any(take).as_py():
                 kept.append(table)
                 continue
@@ -796,28 +799,23 @@ class BatchWriter:
             if attribution_key(s) != key:
                 updates.append(s)
                 replaced.append(original)
-        return self._unchanged(updates, replaced, kept)
-
-    @staticmethod
-    def _unchanged(
-        updates: list[UsageRecord], replaced: list[UsageRecord], tables: list[pa.Table]
-    ) -> list[pa.Table]:
-        """Drop, in place, the updates whose attribution ends as it was stored (a trace
-        re-resolved, then the same copy chosen again)."""
-        by_id = {(u.trace_id, u.event_id): u for u in updates}
-        same = {
-            (r.trace_id, r.event_id)
-            for r in replaced
-            if (u := by_id.get((r.trace_id, r.event_id))) is not None
-            and attribution_key(u) == attribution_key(r)
-        }
-        if same:
-            updates[:] = [u for u in updates if (u.trace_id, u.event_id) not in same]
-            replaced[:] = [r for r in replaced if (r.trace_id, r.event_id) not in same]
-        return tables
+        _drop_unchanged(updates, replaced)
+        return kept
 
 
-_SEP = "\x1f"  # joins a copy key's parts: ids cannot hold control characters
+def _drop_unchanged(updates: list[UsageRecord], replaced: list[UsageRecord]) -> None:
+    """Drop, in place, the updates whose attribution ends as it was stored (a trace
+    re-resolved, then the same copy chosen again)."""
+    by_id = {(u.trace_id, u.event_id): u for u in updates}
+    same = {
+        (r.trace_id, r.event_id)
+        for r in replaced
+        if (u := by_id.get((r.trace_id, r.event_id))) is not None
+        and attribution_key(u) == attribution_key(r)
+    }
+    if same:
+        updates[:] = [u for u in updates if (u.trace_id, u.event_id) not in same]
+        replaced[:] = [r for r in replaced if (r.trace_id, r.event_id) not in same]
 
 
 def _candidate_rows(table: pa.Table) -> pa.ChunkedArray:
@@ -833,10 +831,10 @@ def _candidate_rows(table: pa.Table) -> pa.ChunkedArray:
 
 def _key_column(table: pa.Table) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(
-        table.column("tenant_id"), table.column("provider"), table.column("response_id"), _SEP
+        table.column("tenant_id"), table.column("provider"), table.column("response_id"), _KEY_SEP
     )
 
 
 def _split_key(text: str) -> Key:
-    tenant, provider, response_id = text.split(_SEP)
+    tenant, provider, response_id = text.split(_KEY_SEP)
     return tenant, provider, response_id
