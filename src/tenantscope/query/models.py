@@ -276,3 +276,47 @@ class ModelRow(_Model):
     cost_usd: Money
     unpriced_requests: int
     last_seen: Timestamp
+
+
+class CrossBreakdownRow(_Model):
+    """One (group, key) pair, e.g. one tenant's use of one feature."""
+
+    group: Annotated[str, Field(description="the value of `group_by` (e.g. the tenant id)")]
+    key: Annotated[str, Field(description="the value of `by` (e.g. the feature)")]
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: Money
+    unpriced_requests: int
+    errors: int
+    share_of_group_cost: Annotated[
+        float | None,
+        Field(description="this pair's cost / its group's cost over every key (0..1)"),
+    ] = None
+    share_of_cost: Annotated[
+        float | None, Field(description="this pair's cost / the cost of every pair (0..1)")
+    ] = None
+
+
+class CrossBreakdown(_Model):
+    by: str
+    group_by: str
+    groups: Annotated[
+        list[BreakdownRow],
+        Field(description="the groups shown, costliest first, each with its totals over every key"),
+    ]
+    keys: Annotated[
+        list[str], Field(description="the keys shown, costliest first over the groups shown")
+    ]
+    items: Annotated[
+        list[CrossBreakdownRow],
+        Field(description="the pairs with usage, in the order of `groups`, then of `keys`"),
+    ]
+    total_cost_usd: Money
+
+
+class TenantSuggestion(_Model):
+    tenant_id: str
+    display_name: str = ""
+    tier: str = ""

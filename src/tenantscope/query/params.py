@@ -103,11 +103,13 @@ class TimeRange:
         )
 
 
-def check_limit(limit: int | None, default: int = 50) -> int:
+def check_limit(
+    limit: int | None, default: int = 50, maximum: int = MAX_LIMIT, name: str = "limit"
+) -> int:
     if limit is None:
         return default
-    if limit < 1 or limit > MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    if limit < 1 or limit > maximum:
+        raise BadRequest(f"{name} must be between 1 and {maximum}, got {limit}")
     return limit
 
 

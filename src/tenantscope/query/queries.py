@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 from tenantscope.errors import BadRequest, NotFound
+from tenantscope.query import breakdowns
 from tenantscope.query.common import Where, aware, money, ms, to_int
 from tenantscope.query.models import (
     ActorRow,
     Breakdown,
-    BreakdownRow,
+    CrossBreakdown,
     ModelRow,
     Page,
     Series,
@@ -26,15 +27,23 @@ from tenantscope.query.models import (
     TenantConfigOut,
     TenantDetail,
     TenantRow,
+    TenantSuggestion,
     TenantUsage,
     TimeSeries,
     Totals,
     TraceDetail,
     TraceRow,
 )
-from tenantscope.query.params import TimeRange, check_limit, decode_cursor, encode_cursor
+from tenantscope.query.params import (
+    MAX_LIMIT,
+    TimeRange,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
 from tenantscope.query.scope import Scope
 from tenantscope.query.sources import Sources, TenantFilter, percentiles_sql, sources
+from tenantscope.query.suggest import tenant_suggestions
 from tenantscope.query.traces import TraceFilters, TraceQueries
 from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
 from tenantscope.storage.rollups import COUNTED, LATENCY_BASE
@@ -58,20 +67,6 @@ ACTOR_SORTS: dict[str, str] = {
     "last_seen": "last_seen",
     "first_seen": "first_seen",
     "errors": "errors",
-}
-BREAKDOWNS: dict[str, str] = {
-    "model": "model",
-    "provider": "provider",
-    "feature": "feature",
-    "user": "user_id",
-    "workspace": "workspace_id",
-    # the tenant's own end customer (llmobserve's set_customer_id); "" when none was sent
-    "customer": "customer_id",
-    "billable_action": "billable_action",
-    "tenant": "tenant_id",
-    "environment": "environment",
-    "service": "service",
-    "status": "status",
 }
 METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -226,18 +221,19 @@ class Queries:
         rng: TimeRange,
         *,
         q: str | None = None,
+        tenant_id: str | None = None,
         sort: str | None = None,
         order: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[TenantRow]:
-        """Tenants with totals. Sums and counts are exact; p50/p95 come from the latency
-        histogram (within 1%)."""
+        """Tenants with totals (or the one ``tenant_id``). Sums and counts are exact;
+        p50/p95 come from the latency histogram (within 1%)."""
         col = _sort_column(sort, TENANT_SORTS, "cost")
         direction = _order(order)
         lim = check_limit(limit)
         off = _offset(cursor)
-        tf = self._tenant_filter(scope, None, q)
+        tf = self._tenant_filter(scope, tenant_id, q)
         src = sources(rng, tf)
         # Distinct sessions and latency percentiles cost most; unless the list is sorted by
         # them, rank on the cheap totals first and compute them for the page only.
@@ -563,55 +559,36 @@ class Queries:
         *,
         tenant_id: str | None = None,
         limit: int | None = None,
+        max_limit: int = MAX_LIMIT,
     ) -> dict[str, Breakdown]:
-        """Totals grouped by each of several dimensions, in one pass over the records."""
-        for by in bys:
-            if by not in BREAKDOWNS:
-                raise BadRequest(f"by must be one of {', '.join(BREAKDOWNS)}; got {by!r}")
-        lim = check_limit(limit)
-        if tenant_id is not None and not scope.allows(tenant_id):
-            raise NotFound(f"tenant {tenant_id!r} not found")
-        w = Where.of(scope, rng).tenant(tenant_id).add(COUNTED)
-        cols = [BREAKDOWNS[by] for by in dict.fromkeys(bys)]
-        # which grouping set a row belongs to: the index of its dimension
-        which = " ".join(f"WHEN grouping({c}) = 0 THEN {i}" for i, c in enumerate(cols))
-        keys = " ".join(f"WHEN grouping({c}) = 0 THEN {c}" for c in cols)
-        sql = f"""
-            SELECT CASE {which} END AS dim, CASE {keys} END AS key,
-                count(*) AS requests,
-                sum(input_tokens) AS input_tokens,
-                sum(output_tokens) AS output_tokens,
-                sum(cost_usd) AS cost_usd,
-                sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced_requests,
-                sum(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors
-            FROM records {w.sql}
-            GROUP BY GROUPING SETS ({", ".join(f"({c})" for c in cols)})
-            ORDER BY dim, cost_usd DESC NULLS LAST, requests DESC, key ASC"""
-        grouped: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(cols))}
-        for r in self._fetch(sql, w.params):
-            grouped[int(r["dim"])].append(r)
-        out: dict[str, Breakdown] = {}
-        for by in bys:
-            rows = grouped[cols.index(BREAKDOWNS[by])]
-            total = sum((money(r["cost_usd"]) for r in rows), Decimal(0))
-            items = [
-                BreakdownRow(
-                    key=r["key"],
-                    requests=to_int(r["requests"]),
-                    input_tokens=to_int(r["input_tokens"]),
-                    output_tokens=to_int(r["output_tokens"]),
-                    total_tokens=to_int(r["input_tokens"]) + to_int(r["output_tokens"]),
-                    cost_usd=money(r["cost_usd"]),
-                    unpriced_requests=to_int(r["unpriced_requests"]),
-                    errors=to_int(r["errors"]),
-                    share_of_cost=(
-                        round(float(money(r["cost_usd"]) / total), 6) if total else None
-                    ),
-                )
-                for r in rows[:lim]
-            ]
-            out[by] = Breakdown(by=by, items=items, total_cost_usd=total)
-        return out
+        """Totals grouped by each of several dimensions, in one pass (query/breakdowns.py)."""
+        return breakdowns.grouped(
+            self.events, scope, rng, bys, tenant_id=tenant_id, limit=limit, max_limit=max_limit
+        )
+
+    def cross_breakdown(
+        self,
+        scope: Scope,
+        rng: TimeRange,
+        by: str,
+        group_by: str,
+        *,
+        tenant_id: str | None = None,
+        limit: int | None = None,
+        by_limit: int | None = None,
+    ) -> CrossBreakdown:
+        """Totals per (``group_by``, ``by``) pair, e.g. per tenant and feature: which
+        customers use which features (query/breakdowns.py)."""
+        return breakdowns.crossed(
+            self.events,
+            scope,
+            rng,
+            by,
+            group_by,
+            tenant_id=tenant_id,
+            limit=limit,
+            by_limit=by_limit,
+        )
 
     def timeseries(
         self,
@@ -700,6 +677,12 @@ class Queries:
         )
 
     # -- what the dashboard needs besides the API's queries ------------------------------
+    def tenant_suggestions(
+        self, scope: Scope, q: str | None, limit: int | None = None
+    ) -> list[TenantSuggestion]:
+        """Tenant ids and names matching ``q``, best first (query/suggest.py)."""
+        return tenant_suggestions(self.events, self.config, scope, q, limit)
+
     def has_data(self, scope: Scope) -> bool:
         """Whether anything the scope allows was ever stored (the dashboard's empty state)."""
         tf = TenantFilter.of(scope)
@@ -719,9 +702,12 @@ class Queries:
         )
         return to_int(rows[0]["n"]) if rows else 0
 
-    def models(self, scope: Scope, rng: TimeRange) -> list[ModelRow]:
-        """The (provider, model) pairs of counted LLM calls in the range, costliest first."""
-        w = Where.of(scope, rng).add(COUNTED)
+    def models(
+        self, scope: Scope, rng: TimeRange, *, tenant_id: str | None = None
+    ) -> list[ModelRow]:
+        """The (provider, model) pairs of counted LLM calls in the range (of every tenant
+        the scope allows, or of one), costliest first."""
+        w = Where.of(scope, rng).tenant(tenant_id).add(COUNTED)
         sql = f"""
             SELECT provider, model, count(*) AS requests,
                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
