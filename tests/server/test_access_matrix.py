@@ -259,6 +259,7 @@ KIND: dict[str, str] = {
     "/api/breakdown": "api",
     "/api/timeseries": "api",
     "/api/sla": "api",
+    "/api/tenant-suggestions": "api_all",
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
     "/": "page",
@@ -276,6 +277,7 @@ RULE_OF_KIND = {
     "login": access.PUBLIC,
     "logout": access.PUBLIC,
     "machine_all": "read_all",
+    "api_all": "read_all",
     "ingest": "ingest",
     "api": "read",
     "admin": "admin",
@@ -539,7 +541,9 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
         if "by" in required:
             plain_sets = [{**base, "by": by} for by in BREAKDOWN_BY]
         if "group_by" in optional:
-            plain_sets.append({**base, "group_by": "tenant"})
+            # with a required ``by``: the comparison (breakdown by feature per tenant)
+            by = {"by": "feature"} if "by" in required else {}
+            plain_sets.append({**base, **by, "group_by": "tenant"})
         for ps in plain_sets:
             if "tenant_id" in required:
                 ps["tenant_id"] = own.tenant_id
@@ -600,7 +604,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         if role != "admin":
             return 403
         return 201 if probe.method == "POST" else 200
-    if kind in ("machine_all", "page_all"):
+    if kind in ("machine_all", "api_all", "page_all"):
         return 200 if role in ("admin", "reader") else 403
     if not reads:
         return 403  # ingest keys cannot read

@@ -54,6 +54,7 @@ RULES: dict[str, str] = {
     "/api/breakdown": "read",
     "/api/timeseries": "read",
     "/api/sla": "read",
+    "/api/tenant-suggestions": "read_all",  # the tenant selector: never for a tenant key
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
     # dashboard

@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from tenantscope.errors import Unauthorized
+from tenantscope.errors import BadRequest, Unauthorized
 from tenantscope.query.models import (
     ActorRow,
     Breakdown,
+    CrossBreakdown,
     Page,
     SlaRow,
     TenantDetail,
     TenantRow,
+    TenantSuggestion,
     TenantUsage,
     TimeSeries,
     TraceDetail,
@@ -245,38 +247,78 @@ def list_sessions(
     )
 
 
+Dimension = Literal[
+    "model",
+    "provider",
+    "feature",
+    "user",
+    "workspace",
+    "customer",
+    "billable_action",
+    "tenant",
+    "environment",
+    "service",
+    "status",
+]
+
+
 @router.get(
     "/breakdown",
-    summary="Totals grouped by one dimension",
+    summary="Totals grouped by one dimension, or by two (e.g. tenant x feature)",
     description="Counted LLM calls grouped by `by`; calls without a value form the group"
     ' with key `""`. `customer` groups by `customer_id`, the tenant\'s own end customer'
     " (llmobserve's `set_customer_id`, or the `tenantscope.customer_id` / `customer.id`"
-    " span attribute).",
+    " span attribute).\n\nWith `group_by` (another dimension than `by`), the answer is"
+    " per (`group_by`, `by`) pair: `by=feature&group_by=tenant` says which customers use"
+    " which features. `groups` are the `limit` costliest groups (default 20, at most 100)"
+    " with their totals over every key; `keys` the `by_limit` costliest keys over those"
+    " groups (default 20, at most 100); `items` the pairs with usage among them, by group"
+    " then key, each with its share of its group's cost and of the total. Ordering:"
+    " cost (unknown last), then requests, then the value.",
+    response_model=Breakdown | CrossBreakdown,
 )
 def get_breakdown(
     scope: ScopeDep,
     queries: QueriesDep,
-    by: Literal[
-        "model",
-        "provider",
-        "feature",
-        "user",
-        "workspace",
-        "customer",
-        "billable_action",
-        "tenant",
-        "environment",
-        "service",
-        "status",
-    ],
+    by: Dimension,
+    group_by: Annotated[
+        Dimension | None, Query(description="a second dimension: one row per pair")
+    ] = None,
     tenant_id: str | None = None,
     start: FromQ = None,
     end: ToQ = None,
-    limit: LimitQ = None,
-) -> Breakdown:
-    return queries.breakdown(
-        scope, TimeRange.parse(start, end), by, tenant_id=tenant_id, limit=limit
-    )
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=1000, description="rows (default 50); with group_by: groups (20, ≤ 100)"),
+    ] = None,
+    by_limit: Annotated[
+        int | None, Query(ge=1, le=100, description="with group_by: keys (default 20)")
+    ] = None,
+) -> Breakdown | CrossBreakdown:
+    rng = TimeRange.parse(start, end)
+    if group_by is not None:
+        return queries.cross_breakdown(
+            scope, rng, by, group_by, tenant_id=tenant_id, limit=limit, by_limit=by_limit
+        )
+    if by_limit is not None:
+        raise BadRequest("by_limit applies with group_by only")
+    return queries.breakdown(scope, rng, by, tenant_id=tenant_id, limit=limit)
+
+
+@router.get(
+    "/tenant-suggestions",
+    summary="Tenant ids and names matching a text (the dashboard's tenant selector)",
+    description="Ids seen in usage or configured, and configured display names, that"
+    " contain `q` (case-insensitive): an exact match first, then those starting with it,"
+    " then the rest, each alphabetically by id. Admin and reader keys only.",
+)
+def get_tenant_suggestions(
+    scope: ScopeDep,
+    queries: QueriesDep,
+    q: Annotated[str | None, Query(max_length=200, description="the text typed")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=50, description="default 10")] = None,
+) -> Page[TenantSuggestion]:
+    return Page[TenantSuggestion](items=queries.tenant_suggestions(scope, q, limit))
 
 
 @router.get("/timeseries", summary="A metric in hour or day buckets")
