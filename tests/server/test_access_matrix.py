@@ -271,6 +271,8 @@ KIND: dict[str, str] = {
     "/sessions": "page",
     "/sla": "page",
     "/prices": "page_all",
+    "/compare": "page_all",
+    "/select-tenant": "redirect_all",
 }
 RULE_OF_KIND = {
     "public": access.PUBLIC,
@@ -283,6 +285,7 @@ RULE_OF_KIND = {
     "admin": "admin",
     "page": "read",
     "page_all": "read_all",
+    "redirect_all": "read_all",
 }
 
 
@@ -544,6 +547,10 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
             # with a required ``by``: the comparison (breakdown by feature per tenant)
             by = {"by": "feature"} if "by" in required else {}
             plain_sets.append({**base, **by, "group_by": "tenant"})
+        if "format" in optional:
+            # the page's table as CSV: the same rule, and no other tenant's rows in it
+            table = {"table": "model"} if route.path == "/tenant" else {}
+            plain_sets.append({**base, "format": "csv", **table})
         for ps in plain_sets:
             if "tenant_id" in required:
                 ps["tenant_id"] = own.tenant_id
@@ -591,7 +598,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 303
     if role is None or (session and writes):
         # cookies are for reading and the dashboard's own forms only: no CSRF via /api
-        if kind in ("page", "page_all") and not writes:
+        if kind in ("page", "page_all", "redirect_all") and not writes:
             return 303
         return 401
     if kind == "ingest":
@@ -606,9 +613,13 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 201 if probe.method == "POST" else 200
     if kind in ("machine_all", "api_all", "page_all"):
         return 200 if role in ("admin", "reader") else 403
+    if kind == "redirect_all":  # the tenant selector answers with the page to go to
+        return 303 if role in ("admin", "reader") else 403
     if not reads:
         return 403  # ingest keys cannot read
     if role != "tenant":
+        if route.path == "/" and "tenant_id" in probe.params:
+            return 303  # one tenant's overview is its tenant page
         return 200
     # a tenant caller
     if route.path == "/":
@@ -619,6 +630,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         "/api/breakdown",
         "/api/timeseries",
         "/tenant",  # the tenant page: the tenant it shows
+        "/sla",  # one tenant's SLA
     ):
         return 404
     return 200
@@ -667,7 +679,7 @@ def check(m: Matrix, route: RouteInfo, c: Caller, p: Probe) -> list[str]:
         return [f"{what}: {resp.status_code}, expected {want}: {resp.text[:200]}"]
     if resp.status_code == 303:
         location = resp.headers["location"]
-        if c.role is None and kind in ("page", "page_all"):
+        if c.role is None and kind in ("page", "page_all", "redirect_all"):
             if not location.startswith("/login?next="):
                 problems.append(f"{what}: redirected to {location}")
         if kind == "page" and c.role == "tenant" and route.path == "/" and c.tenant:

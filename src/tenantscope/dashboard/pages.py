@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from tenantscope.dashboard import charts
+from tenantscope.dashboard import charts, downloads
+from tenantscope.dashboard.csv_export import wants_csv
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import NO_TENANT, pages
+from tenantscope.errors import BadRequest
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.pricing.pricer import override_covers
 from tenantscope.query.models import SlaRow, TraceDetail
@@ -29,6 +31,8 @@ QueriesDep = Annotated[Queries, Depends(get_queries)]
 RangeQ = Annotated[str | None, Query(alias="range")]
 FromQ = Annotated[str | None, Query(alias="from")]
 ToQ = Annotated[str | None, Query(alias="to")]
+# ``format=csv``: the page's table as a CSV download (dashboard/downloads.py)
+FormatQ = Annotated[str | None, Query(alias="format")]
 PAGE_SIZE = 50
 # A page's queries are independent: run them side by side (DuckDB releases the GIL). The
 # pool is fixed, so each worker keeps one store cursor for the life of the process.
@@ -105,12 +109,15 @@ def overview(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
+    tenant_id: str | None = None,
 ) -> Response:
     principal = getattr(request.state, "principal", None)
     if principal is not None and principal.role == "tenant":
-        # a tenant's overview is its own tenant page
+        tenant_id = principal.tenant_id
+    if tenant_id is not None:
+        # one tenant's overview is its tenant page (a tenant key's, or the one selected)
         return RedirectResponse(
-            "/tenant?" + urlencode({"tenant_id": principal.tenant_id, **picked.params()}),
+            "/tenant?" + urlencode({"tenant_id": tenant_id, **picked.params()}),
             status_code=303,
         )
     if not queries.has_data(scope):
@@ -123,7 +130,7 @@ def overview(
             scope, rng, "cost", picked.interval, group_by="tenant", limit=6
         ),
         top=lambda: queries.tenants(scope, rng, sort="cost", limit=8),
-        models=lambda: queries.breakdown(scope, rng, "model", limit=8),
+        breakdowns=lambda: queries.breakdowns(scope, rng, ("model", "provider"), limit=8),
         active=lambda: queries.active_tenants(scope, rng),
         active_before=lambda: queries.active_tenants(scope, rng.previous()),
     )
@@ -138,7 +145,8 @@ def overview(
         active_before=got["active_before"],
         cost_chart=charts.series_chart(got["cost"], "cost (USD)", money=True),
         top=got["top"].items,
-        models=got["models"],
+        models=got["breakdowns"]["model"],
+        providers=got["breakdowns"]["provider"],
     )
 
 
@@ -149,15 +157,18 @@ def tenants(
     queries: QueriesDep,
     picked: PickedDep,
     q: str | None = None,
+    tenant_id: str | None = None,
     sort: str | None = None,
     order: str | None = None,
     cursor: str | None = None,
-) -> HTMLResponse:
+    fmt: FormatQ = None,
+) -> Response:
     sort = sort or "cost"  # the query layer refuses an unknown one
     order = order or ("asc" if sort == "tenant" else "desc")
-    page = queries.tenants(
-        scope, picked.rng, q=q, sort=sort, order=order, limit=PAGE_SIZE, cursor=cursor
-    )
+    filters = {"q": q, "tenant_id": tenant_id, "sort": sort, "order": order}
+    if wants_csv(fmt):
+        return downloads.tenants(queries, scope, picked, **filters)
+    page = queries.tenants(scope, picked.rng, limit=PAGE_SIZE, cursor=cursor, **filters)
     return _page(
         request,
         "tenants.html",
@@ -179,8 +190,14 @@ def tenant(
     queries: QueriesDep,
     tenant_id: str,
     picked: PickedDep,
-) -> HTMLResponse:
+    fmt: FormatQ = None,
+    table: Annotated[str | None, Query(description="with format=csv: which breakdown")] = None,
+) -> Response:
     rng = picked.rng
+    if wants_csv(fmt, table):
+        if table not in downloads.TENANT_TABLES:
+            raise BadRequest(f"table must be one of {', '.join(downloads.TENANT_TABLES)}")
+        return downloads.breakdown(queries, scope, picked, table, tenant_id)
     detail = queries.tenant(scope, tenant_id, rng)  # NotFound for another tenant's id
     got = _gather(
         cost=lambda: queries.timeseries(scope, rng, "cost", picked.interval, tenant_id=tenant_id),
@@ -190,7 +207,7 @@ def tenant(
         breakdowns=lambda: queries.breakdowns(
             scope,
             rng,
-            ("model", "feature", "user", "workspace", "customer"),
+            ("model", "provider", "feature", "user", "workspace", "customer"),
             tenant_id=tenant_id,
             limit=8,
         ),
@@ -234,6 +251,7 @@ def traces(
     status: str | None = None,
     cursor: str | None = None,
     form: FormQ = None,
+    fmt: FormatQ = None,
 ) -> Response:
     if form is not None:
         return _canonical(request)
@@ -246,19 +264,10 @@ def traces(
         "feature": feature,
         "status": status,
     }
-    page = queries.traces(
-        scope,
-        picked.rng,
-        tenant_id=tenant_id,
-        user_id=user_id or None,
-        session_id=session_id or None,
-        customer_id=customer_id or None,
-        model=model or None,
-        feature=feature or None,
-        status=status or None,
-        limit=PAGE_SIZE,
-        cursor=cursor,
-    )
+    applied = {k: v if k == "tenant_id" else v or None for k, v in filters.items()}
+    if wants_csv(fmt):
+        return downloads.traces(queries, scope, picked, **applied)
+    page = queries.traces(scope, picked.rng, limit=PAGE_SIZE, cursor=cursor, **applied)
     return _page(
         request,
         "traces.html",
@@ -278,6 +287,7 @@ def trace(
     queries: QueriesDep,
     trace_id: str,
     picked: PickedDep,
+    tenant_id: str | None = None,  # the tenant selected: kept for the links onwards
 ) -> HTMLResponse:
     detail = queries.trace(scope, trace_id)
     return _page(request, "trace.html", picked, "traces", t=detail, rows=_waterfall(detail))
@@ -318,10 +328,13 @@ def users(
     sort: str | None = None,
     cursor: str | None = None,
     form: FormQ = None,
+    fmt: FormatQ = None,
 ) -> Response:
     if form is not None:
         return _canonical(request)
     sort = sort or "cost"
+    if wants_csv(fmt):
+        return downloads.actors("users", queries, scope, picked, tenant_id=tenant_id, sort=sort)
     page = queries.users(
         scope, picked.rng, tenant_id=tenant_id, sort=sort, limit=PAGE_SIZE, cursor=cursor
     )
@@ -349,19 +362,15 @@ def sessions(
     sort: str | None = None,
     cursor: str | None = None,
     form: FormQ = None,
+    fmt: FormatQ = None,
 ) -> Response:
     if form is not None:
         return _canonical(request)
     sort = sort or "last_seen"
-    page = queries.sessions(
-        scope,
-        picked.rng,
-        tenant_id=tenant_id,
-        user_id=user_id or None,
-        sort=sort,
-        limit=PAGE_SIZE,
-        cursor=cursor,
-    )
+    filters = {"tenant_id": tenant_id, "user_id": user_id or None, "sort": sort}
+    if wants_csv(fmt):
+        return downloads.actors("sessions", queries, scope, picked, **filters)
+    page = queries.sessions(scope, picked.rng, limit=PAGE_SIZE, cursor=cursor, **filters)
     return _page(
         request,
         "actors.html",
@@ -382,8 +391,10 @@ def sla(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-) -> HTMLResponse:
-    rows = queries.sla(scope, picked.rng)
+    tenant_id: str | None = None,
+    fmt: FormatQ = None,
+) -> Response:
+    rows = queries.sla(scope, picked.rng, tenant_id=tenant_id)
     tiers: dict[str, list[SlaRow]] = {}
     for r in rows:
         if r.target_p95_ms is not None:
@@ -402,6 +413,8 @@ def sla(
                 "chart": charts.latency_chart(members, target),
             }
         )
+    if wants_csv(fmt):  # the rows the page shows, in its order
+        return downloads.sla([r for g in groups for r in g["rows"]], picked)
     untargeted = sum(1 for r in rows if r.target_p95_ms is None)
     return _page(request, "sla.html", picked, "sla", groups=groups, untargeted=untargeted)
 
@@ -412,9 +425,14 @@ def prices(
     scope: ScopeDep,
     queries: QueriesDep,
     picked: PickedDep,
-) -> HTMLResponse:
+    tenant_id: str | None = None,
+    fmt: FormatQ = None,
+    table: Annotated[
+        Literal["models", "overrides"] | None, Query(description="with format=csv")
+    ] = None,
+) -> Response:
     now = datetime.now(timezone.utc)
-    models = queries.models(scope, picked.rng)
+    models = queries.models(scope, picked.rng, tenant_id=tenant_id)
     seen = [{"m": m, "catalog": catalog_price(m.provider, m.model, now)} for m in models]
     overrides = queries.config.list_price_overrides()
     # which of the models seen each override prices (it also covers the dated names the
@@ -427,6 +445,10 @@ def prices(
         ]
         for o in overrides
     }
+    if wants_csv(fmt, table):
+        if table == "overrides":
+            return downloads.overrides(overrides, covers, picked)
+        return downloads.models(seen, picked)
     return _page(
         request,
         "prices.html",

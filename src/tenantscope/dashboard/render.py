@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 
 from tenantscope import __version__
 from tenantscope.dashboard.assets import asset_version
+from tenantscope.dashboard.csv_export import MAX_CSV_ROWS
 from tenantscope.query.models import rfc3339
 from tenantscope.semconv import describe_usage_convention
 from tenantscope.server.sessions import CSRF_COOKIE, SESSION_COOKIE, new_csrf_token
@@ -160,6 +161,15 @@ SECURITY_HEADERS = {
 }
 
 
+def selected_tenant(request: Request, principal: Any) -> str | None:
+    """The tenant the global selector filters every page to: ``tenant_id`` of the URL
+    (present and empty: the tenant ""), None for all tenants. Only for callers who see
+    every tenant; a tenant key's portal is its tenant already."""
+    if principal is None or not principal.can("read_all"):
+        return None
+    return request.query_params.get("tenant_id")
+
+
 class Pages:
     """Renders a page template with the values every page needs (navigation, range)."""
 
@@ -197,15 +207,37 @@ class Pages:
             }
             return path + ("?" + urlencode(clean) if clean else "")
 
+        def csv_url(table: str | None = None) -> str:
+            """This page's URL asking for its table as CSV (every row, from the first)."""
+            params = [
+                (k, v)
+                for k, v in request.query_params.multi_items()
+                if k not in ("cursor", "form", "format", "table")
+            ]
+            params += [("format", "csv"), *((("table", table),) if table else ())]
+            return request.url.path + "?" + urlencode(params)
+
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
         principal = getattr(request.state, "principal", None)
+        selected = selected_tenant(request, principal)
+        picked = values.get("picked")
+        # what links carry from page to page: the time range and the selected tenant
+        carry = {
+            **(picked.params() if picked else {}),
+            **({"tenant_id": selected} if selected is not None else {}),
+        }
         html = self.env.get_template(template).render(
             request=request,
             url=url,
+            csv_url=csv_url,
             path=request.url.path,
             csrf_token=csrf,
             principal=principal,
             signed_in=SESSION_COOKIE in request.cookies,
+            selected_tenant=selected,
+            picker=principal is not None and principal.can("read_all"),
+            carry=carry,
+            max_csv_rows=MAX_CSV_ROWS,
             **values,
         )
         response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

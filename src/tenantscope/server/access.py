@@ -67,6 +67,8 @@ RULES: dict[str, str] = {
     "/sessions": "read",
     "/sla": "read",
     "/prices": "read_all",
+    "/compare": "read_all",  # tenants side by side
+    "/select-tenant": "read_all",  # the tenant selector (a tenant key's portal is one tenant)
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
 _COOKIE_POSTS = frozenset({"/logout"})

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import apidocs, assets, login, pages
+from tenantscope.dashboard import apidocs, assets, compare, login, pages, tenant_picker
 from tenantscope.server import (
     errors,
     routes_api,
@@ -99,6 +99,8 @@ def create_app(
     app.include_router(routes_keys.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
+    app.include_router(compare.router)
+    app.include_router(tenant_picker.router)
     app.include_router(login.router)
     app.include_router(assets.router)
     app.include_router(apidocs.router)
