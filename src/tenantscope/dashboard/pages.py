@@ -399,9 +399,12 @@ def sla(
     for r in rows:
         if r.target_p95_ms is not None:
             tiers.setdefault(r.tier or "(no tier)", []).append(r)
+    for members in tiers.values():
+        members.sort(key=lambda r: (r.compliant is not False, -(r.p95_ms or 0)))
+    if wants_csv(fmt):  # the rows the page shows, in its order
+        return downloads.sla([r for _, members in sorted(tiers.items()) for r in members], picked)
     groups = []
     for name, members in sorted(tiers.items()):
-        members.sort(key=lambda r: (r.compliant is not False, -(r.p95_ms or 0)))
         targets = {r.target_p95_ms for r in members}
         target = targets.pop() if len(targets) == 1 else None
         groups.append(
@@ -413,8 +416,6 @@ def sla(
                 "chart": charts.latency_chart(members, target),
             }
         )
-    if wants_csv(fmt):  # the rows the page shows, in its order
-        return downloads.sla([r for g in groups for r in g["rows"]], picked)
     untargeted = sum(1 for r in rows if r.target_p95_ms is None)
     return _page(request, "sla.html", picked, "sla", groups=groups, untargeted=untargeted)
 
