@@ -81,6 +81,8 @@ def test_links_keep_the_tenant_across_pages(dash: RunningServer) -> None:
             "range": "24h",
             "tenant_id": "apex-legal",
         }, (label, links[label])
+    # the overview of one tenant is its page, linked as such
+    assert links["Overview"] == "/tenant?range=24h&tenant_id=apex-legal"
     # the selector shows it, with a way back to every tenant
     assert 'name="tenant_id" value="apex-legal" list="tenant-suggestions"' in text
     back = re.search(r'data-testid="all-tenants" href="([^"]+)"', text)
