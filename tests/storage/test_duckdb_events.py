@@ -238,7 +238,14 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", _CRASH_SCRIPT, str(path)],
         cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
+        # the repo for ``tests``, then the parent's own path (a git worktree's src/ must win
+        # over the installed checkout's, or the child writes another schema)
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(repo), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        },
         capture_output=True,
         text=True,
         timeout=120,
