@@ -23,6 +23,7 @@ from starlette.types import Scope
 
 from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
+from tenantscope.server.headers import STORE_WAIT_MS
 from tenantscope.server.keys import INSECURE, Principal, split_token
 from tenantscope.server.services import Services, services_of
 from tenantscope.server.sessions import SESSION_COOKIE
@@ -221,7 +222,9 @@ async def authorize(request: Request) -> None:
         raise Forbidden(f"a {principal.role} key may not use {path}")
     if rule in ("read", "read_all"):
         # what was answered before this request is what it reads (ingest/writer.py)
+        began = time.perf_counter()
         await svc.writer.wait_applied()
+        setattr(request.state, STORE_WAIT_MS, (time.perf_counter() - began) * 1000)
 
 
 async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:

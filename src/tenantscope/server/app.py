@@ -21,7 +21,7 @@ from tenantscope.server import (
     runfile,
 )
 from tenantscope.server.access import FailureLimiter, authorize
-from tenantscope.server.headers import NoStore
+from tenantscope.server.headers import NoStore, ServerTiming
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -92,6 +92,7 @@ def create_app(
         app.state.services = services
     errors.install(app)
     app.add_middleware(NoStore)
+    app.add_middleware(ServerTiming)
     # one limit for bad keys and failed sign-ins, per client address
     app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)

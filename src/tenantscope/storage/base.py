@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -105,6 +106,12 @@ class EventStore(abc.ABC):
     ) -> list[UsageRecord]:
         """The stored LLM records naming one of ``response_ids`` that started inside the
         range (copies of one provider response, ``ingest/duplicates.py``)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Within it, this thread's reads (``fetch``, ``fetch_arrow``) all see the store as
+        it was at the first of them: a query that reads in several steps (the query layer
+        decides from one read what the next reads) gets figures of one moment. Nests."""
 
     @abc.abstractmethod
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
