@@ -261,6 +261,7 @@ KIND: dict[str, str] = {
     "/api/sla": "api",
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
+    "/api/audit": "admin",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",

@@ -56,6 +56,7 @@ RULES: dict[str, str] = {
     "/api/sla": "read",
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
+    "/api/audit": "admin",
     # dashboard
     "/": "read",
     "/tenants": "read_all",

@@ -15,6 +15,7 @@ from tenantscope.dashboard import apidocs, assets, login, pages
 from tenantscope.server import (
     errors,
     routes_api,
+    routes_audit,
     routes_health,
     routes_ingest,
     routes_keys,
@@ -97,6 +98,7 @@ def create_app(
     app.include_router(routes_ingest.router)
     app.include_router(routes_api.router)
     app.include_router(routes_keys.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(login.router)

@@ -106,3 +106,15 @@ def entry_from_row(m: Any, at: datetime) -> AuditEntry:
         before=None if m["before"] is None else json.loads(m["before"]),
         after=None if m["after"] is None else json.loads(m["after"]),
     )
+
+
+def changed_fields(entry: AuditEntry) -> list[tuple[str, Any, Any]]:
+    """(field, before, after) of each value the change set or changed: a creation lists
+    what it set, a deletion what it removed, an update only what differs."""
+    before, after = entry.before or {}, entry.after or {}
+    names = list(dict.fromkeys([*before, *after]))
+    return [
+        (name, before.get(name), after.get(name))
+        for name in names
+        if entry.before is None or entry.after is None or before.get(name) != after.get(name)
+    ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
@@ -245,7 +245,7 @@ CLI = Actor("cli")
 SYSTEM = Actor("system")
 
 # What the audit log records. Each names what changed and how.
-AUDIT_ACTIONS: tuple[str, ...] = (
+AuditAction = Literal[
     "tenant.create",
     "tenant.update",
     "tenant.delete",
@@ -254,7 +254,8 @@ AUDIT_ACTIONS: tuple[str, ...] = (
     "price_override.delete",
     "key.create",
     "key.revoke",
-)
+]
+AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
 
 @dataclass(frozen=True, slots=True)
