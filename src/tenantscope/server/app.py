@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import apidocs, assets, login, pages
+from tenantscope.dashboard import admin, apidocs, assets, login, pages
 from tenantscope.server import (
     errors,
     routes_api,
@@ -101,6 +101,7 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
     app.include_router(login.router)
     app.include_router(assets.router)
     app.include_router(apidocs.router)

@@ -111,11 +111,16 @@ def check_tenant_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def check_override(override: PriceOverride) -> dict[str, Any]:
-    """An override's stored row (without id and created_at)."""
-    model = check_label("model", override.model)
+def check_model(value: Any) -> str:
+    model = check_label("model", value)
     if not model:
         raise fail("model", "must not be empty")
+    return model
+
+
+def check_override(override: PriceOverride) -> dict[str, Any]:
+    """An override's stored row (without id and created_at)."""
+    model = check_model(override.model)
     if not isinstance(override.effective_from, datetime):
         raise fail("effective_from", "must be a datetime")
     try:
