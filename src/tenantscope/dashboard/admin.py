@@ -48,6 +48,7 @@ from tenantscope.storage.validation import (
     check_label,
     check_model,
     check_money,
+    check_some_price,
     check_tenant_fields,
     check_tenant_id,
     problems,
@@ -286,9 +287,8 @@ def _override_from(form: dict[str, str]) -> tuple[PriceOverride | None, dict[str
         ("note", lambda: check_label("note", form.get("note", ""), MAX_NOTE)),
         ("effective_from", lambda: parse_time(effective, "effective_from")),
         *((name, lambda n=name: check_money(n, prices[n])) for name in PRICE_FIELDS),
+        ("input_mtok", lambda: check_some_price(prices)),
     )
-    if not found and all(v is None for v in prices.values()):
-        found["input_mtok"] = "give at least one price (input, output, cache read or write)"
     if found:
         return None, found
     money = {n: check_money(n, v) for n, v in prices.items()}

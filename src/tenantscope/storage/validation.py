@@ -136,10 +136,14 @@ def check_override(override: PriceOverride) -> dict[str, Any]:
     }
     for name in PRICE_FIELDS:
         row[name] = money_text(check_money(name, getattr(override, name)))
-    if all(row[name] is None for name in PRICE_FIELDS):
-        # an override without a price would change nothing, silently
-        raise fail("input_mtok", "give at least one price (input, output, cache read or write)")
     return row
+
+
+def check_some_price(prices: Mapping[str, Any]) -> None:
+    """What the CLI and the forms ask of an operator's override: at least one price (one
+    without would change nothing, silently). Stores accept one, as code may want it."""
+    if all(prices.get(name) is None for name in PRICE_FIELDS):
+        raise fail("input_mtok", "give at least one price (input, output, cache read or write)")
 
 
 def check_key_binding(role: Any, tenant_id: Any, name: Any) -> tuple[str, str | None, str]:
