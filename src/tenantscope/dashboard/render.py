@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from tenantscope import __version__
 from tenantscope.dashboard.assets import asset_version
@@ -22,6 +22,18 @@ from tenantscope.storage.serialize import to_utc_aware
 
 TEMPLATES = Path(__file__).parent / "templates"
 NO_TENANT = "(no tenant)"
+# A confirmation shown once on the page a form's redirect leads to (POST/redirect/GET).
+FLASH_COOKIE = "ts_flash"
+MAX_FLASH = 500
+
+
+def set_flash(response: Response, message: str) -> None:
+    """Say ``message`` on the next page this browser gets (then it is gone). A cookie,
+    not a URL parameter: a link cannot make a page claim that something was saved."""
+    response.set_cookie(
+        FLASH_COOKIE, quote(message[:MAX_FLASH], safe=""), max_age=60, httponly=True,
+        samesite="strict", path="/",
+    )  # fmt: skip
 
 
 def money(value: Decimal | str | None) -> str:
@@ -199,6 +211,7 @@ class Pages:
 
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
         principal = getattr(request.state, "principal", None)
+        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))[:MAX_FLASH]
         html = self.env.get_template(template).render(
             request=request,
             url=url,
@@ -206,9 +219,12 @@ class Pages:
             csrf_token=csrf,
             principal=principal,
             signed_in=SESSION_COOKIE in request.cookies,
+            flash=flash,
             **values,
         )
         response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+        if flash:
+            response.delete_cookie(FLASH_COOKIE, path="/")
         if CSRF_COOKIE not in request.cookies:
             response.set_cookie(
                 CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/",

@@ -57,6 +57,7 @@ RULES: dict[str, str] = {
     "/api/sla": "read",
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
+    "/api/audit": "admin",
     # dashboard
     "/": "read",
     "/tenants": "read_all",
@@ -67,9 +68,26 @@ RULES: dict[str, str] = {
     "/sessions": "read",
     "/sla": "read",
     "/prices": "read_all",
+    # dashboard admin pages (dashboard/admin.py)
+    "/admin/tenants": "admin",
+    "/admin/tenant": "admin",
+    "/admin/prices": "admin",
+    "/admin/prices/delete": "admin",
+    "/admin/keys": "admin",
+    "/admin/keys/revoke": "admin",
+    "/audit": "admin",
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
-_COOKIE_POSTS = frozenset({"/logout"})
+_COOKIE_POSTS = frozenset(
+    {
+        "/logout",
+        "/admin/tenant",
+        "/admin/prices",
+        "/admin/prices/delete",
+        "/admin/keys",
+        "/admin/keys/revoke",
+    }
+)
 
 
 class FailureLimiter:

@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import apidocs, assets, login, pages
+from tenantscope.dashboard import admin, apidocs, assets, login, pages
 from tenantscope.server import (
     errors,
     routes_api,
+    routes_audit,
     routes_health,
     routes_ingest,
     routes_keys,
@@ -98,8 +99,10 @@ def create_app(
     app.include_router(routes_ingest.router)
     app.include_router(routes_api.router)
     app.include_router(routes_keys.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
     app.include_router(login.router)
     app.include_router(assets.router)
     app.include_router(apidocs.router)
