@@ -10,19 +10,29 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tenantscope import __version__
-from tenantscope.errors import ConfigError, TenantscopeError
+from tenantscope.cli_audit import audit
+from tenantscope.cli_common import (
+    DataDirOpt,
+    FromOpt,
+    ToOpt,
+    _config,
+    _fail,
+    _settings,
+    console,
+    err_console,
+)
+from tenantscope.errors import TenantscopeError
 from tenantscope.query.params import TimeRange, parse_time
 from tenantscope.server.settings import Settings
-from tenantscope.storage.base import TENANT_SETTABLE, ConfigStore, EventStore, PriceOverride
+from tenantscope.storage.base import CLI, TENANT_SETTABLE, Actor, EventStore, PriceOverride
 
 if TYPE_CHECKING:
     from tenantscope.server.services import Services
@@ -38,37 +48,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(prices_app, name="prices")
 keys_app = typer.Typer(help="API keys and their roles (works while the server runs).")
 app.add_typer(keys_app, name="keys")
-
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", help="data directory [env TENANTSCOPE_DATA_DIR; default: per-user dir]"
-    ),
-]
-FromOpt = Annotated[str | None, typer.Option("--from", help="RFC 3339 or epoch seconds")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="RFC 3339 or epoch seconds")]
-
-
-def _settings(**given: Any) -> Settings:
-    try:
-        return Settings.load(**given)
-    except ConfigError as exc:
-        _fail(exc.message)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _config(settings: Settings) -> ConfigStore:
-    from tenantscope.storage.sqlite_config import SQLiteConfigStore
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SQLiteConfigStore(settings.config_path)
+app.command("audit")(audit)
 
 
 def _events(settings: Settings) -> EventStore:
@@ -182,7 +162,8 @@ def _first_admin_key(settings: Settings, services: Services) -> str | None:
 
     if settings.insecure_no_auth or any(k.active for k in services.config.list_api_keys()):
         return None
-    return issue_key(services.config, "admin", "first admin key (made by serve)")[1]
+    made_by = Actor("cli", name="tenantscope serve")
+    return issue_key(services.config, "admin", "first admin key (made by serve)", actor=made_by)[1]
 
 
 def _print_key(token: str, url: str, what: str) -> None:
@@ -260,7 +241,12 @@ def demo(
         from tenantscope.server.keys import issue_key
 
         # the demo signs in with a key of its own, shown at the end for the dashboard
-        token = issue_key(services.config, "admin", "demo (made by tenantscope demo)")[1]
+        token = issue_key(
+            services.config,
+            "admin",
+            "demo (made by tenantscope demo)",
+            actor=Actor("cli", name="tenantscope demo"),
+        )[1]
         headers["authorization"] = f"Bearer {token}"
     server = _make_server(settings, services)
     thread = threading.Thread(target=server.run, name="tenantscope-server", daemon=True)
@@ -335,7 +321,7 @@ def keys_create(
     settings = _settings(data_dir=data_dir)
     cfg = _config(settings)
     try:
-        key, token = issue_key(cfg, role, name, tenant)
+        key, token = issue_key(cfg, role, name, tenant, actor=CLI)
     except TenantscopeError as exc:
         _fail(exc.message)
     finally:
@@ -396,7 +382,7 @@ def keys_revoke(key_id: str, data_dir: DataDirOpt = None) -> None:
     key cannot be revoked (make another one first)."""
     cfg = _config(_settings(data_dir=data_dir))
     try:
-        if not cfg.revoke_api_key(key_id):
+        if not cfg.revoke_api_key(key_id, actor=CLI):
             _fail(f"no active key {key_id!r} (see tenantscope keys list)")
     except TenantscopeError as exc:  # the last admin key stays
         _fail(exc.message)
@@ -496,7 +482,7 @@ def tenants_set(
         _fail("nothing to set: give --name, --tier, --sla-p95-ms, --rate-limit-rpm or --budget")
     cfg = _config(_settings(data_dir=data_dir))
     try:
-        t = cfg.set_tenant(tenant_id, **fields)
+        t = cfg.set_tenant(tenant_id, actor=CLI, **fields)
     except TenantscopeError as exc:
         _fail(exc.message)
         return
@@ -706,7 +692,8 @@ def prices_override(
                 cache_read_mtok=_dec(cache_read, "--cache-read"),
                 cache_write_mtok=_dec(cache_write, "--cache-write"),
                 note=note,
-            )
+            ),
+            actor=CLI,
         )
     except TenantscopeError as exc:
         _fail(exc.message)

@@ -44,6 +44,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from tenantscope import semconv
+from tenantscope.storage.base import Actor
 
 if TYPE_CHECKING:
     from tenantscope.storage.base import ConfigStore
@@ -178,11 +179,16 @@ def demo_tenants(n_extra: int = 50, seed: int = 7) -> list[DemoTenant]:
     return out
 
 
+# demo tenants are configured by the `tenantscope demo` command (the audit log says so)
+DEMO = Actor("cli", name="tenantscope demo")
+
+
 def configure_tenants(config: ConfigStore, tenants: Sequence[DemoTenant]) -> None:
     """Store the demo tenants' configuration (name, tier, SLA, rate limit, budget)."""
     for t in tenants:
         config.set_tenant(
             t.tenant_id,
+            actor=DEMO,
             display_name=t.display_name,
             tier=t.tier,
             sla_p95_ms=t.sla_p95_ms,

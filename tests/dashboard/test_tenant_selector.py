@@ -81,6 +81,12 @@ def test_links_keep_the_tenant_across_pages(dash: RunningServer) -> None:
             "range": "24h",
             "tenant_id": "apex-legal",
         }, (label, links[label])
+    # the configuration pages are not filtered by tenant: their links carry the range only,
+    # and they have no selector
+    assert links["Admin"] == "/admin/tenants?range=24h" and links["Audit"] == "/audit?range=24h"
+    admin = page(dash, "/admin/tenants?range=24h")
+    assert 'data-testid="tenant-picker"' not in admin
+    assert "tenant_id" not in nav_links(admin)["Traces"]
     # the overview of one tenant is its page, linked as such
     assert links["Overview"] == "/tenant?range=24h&tenant_id=apex-legal"
     # the selector shows it, with a way back to every tenant

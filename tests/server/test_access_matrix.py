@@ -262,6 +262,7 @@ KIND: dict[str, str] = {
     "/api/tenant-suggestions": "api_all",
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
+    "/api/audit": "admin",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",
@@ -273,6 +274,21 @@ KIND: dict[str, str] = {
     "/prices": "page_all",
     "/compare": "page_all",
     "/select-tenant": "redirect_all",
+    "/admin/tenants": "admin_page",
+    "/admin/tenant": "admin_page",
+    "/admin/prices": "admin_page",
+    "/admin/prices/delete": "admin_form",
+    "/admin/keys": "admin_page",
+    "/admin/keys/revoke": "admin_form",
+    "/audit": "admin_page",
+}
+# What an admin's form submission with an empty form (but the right CSRF token) gets.
+EMPTY_FORM_STATUS = {
+    "/admin/tenant": 422,  # no tenant id
+    "/admin/prices": 422,  # no model, no price
+    "/admin/keys": 422,  # no role
+    "/admin/prices/delete": 303,  # nothing to remove: said on the page it leads to
+    "/admin/keys/revoke": 404,  # no such key
 }
 RULE_OF_KIND = {
     "public": access.PUBLIC,
@@ -286,6 +302,8 @@ RULE_OF_KIND = {
     "page": "read",
     "page_all": "read_all",
     "redirect_all": "read_all",
+    "admin_page": "admin",
+    "admin_form": "admin",
 }
 
 
@@ -528,6 +546,9 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
             body = {"json": {"role": "tenant", "tenant_id": own.tenant_id, "name": "m"}}
             out.append(Probe(method, route.path, {}, "plain", body))
             continue
+        if route.path in EMPTY_FORM_STATUS and method == "POST":
+            out.append(Probe(method, route.path, {}, "plain", {"data": {"csrf": CSRF}}))
+            continue
         if route.path in ("/login", "/logout") and method == "POST":
             form = {"csrf": CSRF, "next": "/traces"}
             if route.path == "/login":
@@ -596,6 +617,15 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 303 if reads else 401  # an ingest key (or none) cannot sign in
     if kind == "logout":
         return 303
+    if kind in ("admin_page", "admin_form"):
+        if probe.method == "POST":
+            # the dashboard's own forms take the session cookie (and check its CSRF token)
+            if role is None:
+                return 401
+            return EMPTY_FORM_STATUS[route.path] if role == "admin" else 403
+        if role is None:
+            return 303  # to the sign-in page
+        return 200 if role == "admin" else 403
     if role is None or (session and writes):
         # cookies are for reading and the dashboard's own forms only: no CSRF via /api
         if kind in ("page", "page_all", "redirect_all") and not writes:
@@ -679,7 +709,7 @@ def check(m: Matrix, route: RouteInfo, c: Caller, p: Probe) -> list[str]:
         return [f"{what}: {resp.status_code}, expected {want}: {resp.text[:200]}"]
     if resp.status_code == 303:
         location = resp.headers["location"]
-        if c.role is None and kind in ("page", "page_all", "redirect_all"):
+        if c.role is None and kind in ("page", "page_all", "admin_page", "redirect_all"):
             if not location.startswith("/login?next="):
                 problems.append(f"{what}: redirected to {location}")
         if kind == "page" and c.role == "tenant" and route.path == "/" and c.tenant:

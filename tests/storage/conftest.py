@@ -8,4 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite("tests.storage.contract_events", "tests.storage.contract_config")
+pytest.register_assert_rewrite(
+    "tests.storage.contract_events", "tests.storage.contract_config", "tests.storage.contract_audit"
+)

@@ -287,6 +287,52 @@ class EventStoreContract:
         assert narrow == [recs[1]]
         assert event_store.response_records([], T0, T0 + timedelta(hours=1)) == []
 
+    def test_trace_and_response_look_ups_equal_a_scan(self, event_store: EventStore) -> None:
+        # spans of one trace and copies of one response written in many batches, hours
+        # apart, some rewritten later: a look-up finds exactly what a scan of every
+        # record in the range finds, whatever the range
+        rng = random.Random(3)
+        recs = [
+            make_record(
+                i,
+                trace_id=f"t{rng.randint(0, 30)}",
+                response_id=rng.choice(["", f"resp-{rng.randint(0, 20)}"]),
+                kind=rng.choice(["llm", "llm", "span"]),
+                start_time=T0 + timedelta(minutes=rng.randint(0, 600)),
+            )
+            for i in range(300)
+        ]
+        for i in range(0, 300, 25):
+            event_store.write(recs[i : i + 25])
+        event_store.write([], [r.replace(user_id="changed") for r in recs[::7]])
+        stored = _all(event_store)
+        for _ in range(25):
+            lo = T0 + timedelta(minutes=rng.randint(-60, 600))
+            hi = lo + timedelta(minutes=rng.randint(0, 300))
+            traces = [f"t{rng.randint(0, 40)}" for _ in range(5)]
+            responses = [f"resp-{rng.randint(0, 25)}" for _ in range(5)]
+            inside = [r for r in stored if lo <= r.start_time <= hi]
+            key = lambda r: (r.start_time, r.event_id)  # noqa: E731
+            assert sorted(event_store.trace_records(traces, lo, hi), key=key) == sorted(
+                (r for r in inside if r.trace_id in traces), key=key
+            )
+            assert sorted(event_store.response_records(responses, lo, hi), key=key) == sorted(
+                (r for r in inside if r.response_id in responses and r.kind == "llm"), key=key
+            )
+
+    def test_reads_in_a_snapshot_see_one_moment(self, event_store: EventStore) -> None:
+        count = "SELECT count(*) AS n FROM records"
+        event_store.write(make_records(3))
+        with event_store.snapshot():
+            assert event_store.fetch(count) == [{"n": 3}]
+            writer = threading.Thread(target=event_store.write, args=(make_records(2, 10),))
+            writer.start()
+            writer.join()
+            with event_store.snapshot():  # nested: still the same moment
+                assert event_store.fetch(count) == [{"n": 3}]
+            assert event_store.fetch(count) == [{"n": 3}]
+        assert event_store.fetch(count) == [{"n": 5}]
+
     # -- fetch -------------------------------------------------------------------------
 
     def test_fetch_with_named_params(self, event_store: EventStore) -> None:

@@ -171,12 +171,7 @@ def test_a_store_of_an_earlier_version_gains_the_new_columns(tmp_path: Path) -> 
         store.close()
 
 
-def test_the_trace_index_stays_right_when_sorted_and_is_built_for_older_stores(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tenantscope.storage import duckdb_events
-
-    monkeypatch.setattr(duckdb_events, "TRACE_INDEX_SORT_EVERY", 5)  # sort often
+def test_the_trace_index_stays_right_and_is_built_for_older_stores(tmp_path: Path) -> None:
     path = tmp_path / "idx.duckdb"
     store = DuckDBEventStore(path)
     recs = make_records(30)
@@ -189,9 +184,10 @@ def test_the_trace_index_stays_right_when_sorted_and_is_built_for_older_stores(
     }  # fmt: skip
     assert {t: store.trace_bounds(t) for t in want} == want
     store.close()
-    con = duckdb.connect(str(path))  # a store of a version before the index
+    con = duckdb.connect(str(path))  # a store of a version before the indexes
     con.execute("DROP TABLE trace_index")
-    con.execute("DELETE FROM tenantscope_meta WHERE key = 'trace_index_version'")
+    con.execute("DROP TABLE response_index")
+    con.execute("DELETE FROM tenantscope_meta WHERE key = 'lookup_index_version'")
     con.close()
     store = DuckDBEventStore(path)
     try:

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tenantscope.storage.base import CLI
 from tenantscope.storage.sqlite_config import MIGRATIONS_DIR, SQLiteConfigStore, metadata
+from tests.storage.contract_audit import AuditLogContract
 from tests.storage.contract_config import ConfigStoreContract
 
 
@@ -30,6 +32,10 @@ def make_config_store(config_path: Path) -> Callable[[], SQLiteConfigStore]:
 
 
 class TestSQLiteConfigStoreContract(ConfigStoreContract):
+    pass
+
+
+class TestSQLiteAuditLog(AuditLogContract):
     pass
 
 
@@ -53,7 +59,7 @@ def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: P
     try:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
-            ("0002",)
+            ("0003",)
         ]
     finally:
         con.close()
@@ -156,5 +162,90 @@ def test_processes_opening_a_fresh_file_at_once(config_path: Path) -> None:
     store = SQLiteConfigStore(config_path)
     try:
         assert len(store.list_tenants()) == 30
+    finally:
+        store.close()
+
+
+# -- the audit log ---------------------------------------------------------------------------
+
+
+def test_the_audit_log_is_append_only_in_the_database(
+    store: SQLiteConfigStore, config_path: Path
+) -> None:
+    store.set_tenant("t", tier="x")
+    con = sqlite3.connect(config_path)
+    try:
+        for statement in ("UPDATE audit_log SET target = 'forged'", "DELETE FROM audit_log"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                con.execute(statement)
+        assert con.execute("SELECT target FROM audit_log").fetchall() == [("t",)]
+    finally:
+        con.close()
+
+
+def test_a_change_whose_audit_entry_fails_is_not_stored(
+    store: SQLiteConfigStore, config_path: Path
+) -> None:
+    """The entry is written in the change's own transaction: no change without its entry."""
+    store.set_tenant("t", tier="before")
+    con = sqlite3.connect(config_path)
+    try:
+        con.execute(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+        )
+        con.commit()
+    finally:
+        con.close()
+    with pytest.raises(sa.exc.IntegrityError, match="audit refused"):
+        store.set_tenant("t", tier="after")
+    with pytest.raises(sa.exc.IntegrityError, match="audit refused"):
+        store.set_tenant("new", tier="x")
+    got = store.get_tenant("t")
+    assert got is not None and got.tier == "before"
+    assert store.get_tenant("new") is None
+
+
+def _store_at_revision(path: Path, revision: str) -> None:
+    """A config file as a release with migrations up to ``revision`` left it."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", f"sqlite:///{path}")
+    command.upgrade(cfg, revision)
+
+
+def test_a_store_from_before_the_audit_log_gains_it(config_path: Path) -> None:
+    config_path.parent.mkdir(parents=True)
+    _store_at_revision(config_path, "0002")
+    con = sqlite3.connect(config_path)
+    try:
+        con.execute(
+            "INSERT INTO tenants (tenant_id, display_name, tier, created_at, updated_at)"
+            " VALUES ('old', 'Old Co', 'gold', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        )
+        con.commit()
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "audit_log" not in tables
+    finally:
+        con.close()
+    store = SQLiteConfigStore(config_path)
+    try:
+        con = sqlite3.connect(config_path)
+        try:
+            assert con.execute(
+                "SELECT version_num FROM tenantscope_alembic_version"
+            ).fetchall() == [("0003",)]
+        finally:
+            con.close()
+        old = store.get_tenant("old")
+        assert old is not None and old.tier == "gold"  # kept through the upgrade
+        assert store.list_audit() == []
+        store.set_tenant("old", actor=CLI, tier="platinum")
+        (entry,) = store.list_audit()
+        assert (entry.action, entry.target, entry.actor) == ("tenant.update", "old", CLI)
+        assert entry.before is not None and entry.before["tier"] == "gold"
     finally:
         store.close()

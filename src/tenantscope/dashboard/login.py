@@ -26,17 +26,18 @@ router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 8192
 
 
-def _safe_next(value: str | None) -> str:
+def safe_next(value: str | None) -> str:
     """Only a path on this server (no scheme, no //host): no open redirect."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
     return value
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request, max_fields: int = 10) -> dict[str, str]:
+    """A posted form's fields (the first value of each), size- and count-limited."""
     body = await read_body(request, MAX_FORM_BYTES)
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields)
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the form could not be read") from None
     return {k: v[0] for k, v in parsed.items()}
@@ -53,16 +54,16 @@ def check_csrf(request: Request, form: dict[str, str]) -> None:
 def login_page(request: Request, next: str | None = None) -> Response:
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is not None and principal.role != "ingest":
-        return RedirectResponse(_safe_next(next), status_code=303)
-    return pages.render(request, "login.html", next=_safe_next(next), error="")
+        return RedirectResponse(safe_next(next), status_code=303)
+    return pages.render(request, "login.html", next=safe_next(next), error="")
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
     svc = services_of(request)
-    form = await _form(request)
+    form = await read_form(request)
     check_csrf(request, form)
-    nxt = _safe_next(form.get("next"))
+    nxt = safe_next(form.get("next"))
     # 429 (with Retry-After) past the failure budget; a valid key signs in regardless
     principal = await check_key(request, form.get("key", ""), "sign-in attempts")
     if principal is None or principal.role == "ingest":
@@ -88,7 +89,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    form = await _form(request)
+    form = await read_form(request)
     check_csrf(request, form)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:

@@ -3,7 +3,7 @@ layer (with the caller's Scope, exactly as the JSON API does) and renders a temp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
@@ -19,12 +19,13 @@ from tenantscope.dashboard.render import NO_TENANT, pages
 from tenantscope.errors import BadRequest
 from tenantscope.pricing.catalog import catalog_price, catalog_version
 from tenantscope.pricing.pricer import override_covers
-from tenantscope.query.models import SlaRow, TraceDetail
+from tenantscope.query.models import ModelRow, SlaRow, TraceDetail
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
 from tenantscope.server.strict_params import reject_unknown_params
+from tenantscope.storage.base import PriceOverride
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 QueriesDep = Annotated[Queries, Depends(get_queries)]
@@ -420,6 +421,21 @@ def sla(
     return _page(request, "sla.html", picked, "sla", groups=groups, untargeted=untargeted)
 
 
+def override_coverage(
+    overrides: Sequence[PriceOverride], models: Sequence[ModelRow]
+) -> dict[int | None, list[str]]:
+    """Which of the models seen each override prices (it also covers the dated names the
+    catalog prices as its model), by override id."""
+    return {
+        o.id: [
+            f"{m.provider}/{m.model}" if m.provider else m.model
+            for m in models
+            if override_covers(o, m.provider, m.model)
+        ]
+        for o in overrides
+    }
+
+
 @router.get("/prices")
 def prices(
     request: Request,
@@ -436,16 +452,7 @@ def prices(
     models = queries.models(scope, picked.rng, tenant_id=tenant_id)
     seen = [{"m": m, "catalog": catalog_price(m.provider, m.model, now)} for m in models]
     overrides = queries.config.list_price_overrides()
-    # which of the models seen each override prices (it also covers the dated names the
-    # catalog prices as its model)
-    covers = {
-        o.id: [
-            f"{m.provider}/{m.model}" if m.provider else m.model
-            for m in models
-            if override_covers(o, m.provider, m.model)
-        ]
-        for o in overrides
-    }
+    covers = override_coverage(overrides, models)
     if wants_csv(fmt, table):
         if table == "overrides":
             return downloads.overrides(overrides, covers, picked)

@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from tenantscope import __version__
 from tenantscope.dashboard.assets import asset_version
@@ -23,6 +23,18 @@ from tenantscope.storage.serialize import to_utc_aware
 
 TEMPLATES = Path(__file__).parent / "templates"
 NO_TENANT = "(no tenant)"
+# A confirmation shown once on the page a form's redirect leads to (POST/redirect/GET).
+FLASH_COOKIE = "ts_flash"
+MAX_FLASH = 500
+
+
+def set_flash(response: Response, message: str) -> None:
+    """Say ``message`` on the next page this browser gets (then it is gone). A cookie,
+    not a URL parameter: a link cannot make a page claim that something was saved."""
+    response.set_cookie(
+        FLASH_COOKIE, quote(message[:MAX_FLASH], safe=""), max_age=60, httponly=True,
+        samesite="strict", path="/",
+    )  # fmt: skip
 
 
 def money(value: Decimal | str | None) -> str:
@@ -161,11 +173,25 @@ SECURITY_HEADERS = {
 }
 
 
+# The configuration pages (dashboard/admin.py) are not filtered by the tenant selector:
+# they neither show it nor carry its tenant (/admin/tenant's tenant_id is the one edited).
+UNFILTERED_PATHS = ("/admin/", "/audit")
+
+
+def tenant_selector_on(request: Request, principal: Any) -> bool:
+    """Whether the page has the global tenant selector: for callers who see every tenant
+    (a tenant key's portal is its tenant already), on the pages it filters."""
+    return (
+        principal is not None
+        and principal.can("read_all")
+        and not request.url.path.startswith(UNFILTERED_PATHS)
+    )
+
+
 def selected_tenant(request: Request, principal: Any) -> str | None:
     """The tenant the global selector filters every page to: ``tenant_id`` of the URL
-    (present and empty: the tenant ""), None for all tenants. Only for callers who see
-    every tenant; a tenant key's portal is its tenant already."""
-    if principal is None or not principal.can("read_all"):
+    (present and empty: the tenant ""), None for all tenants."""
+    if not tenant_selector_on(request, principal):
         return None
     return request.query_params.get("tenant_id")
 
@@ -219,6 +245,7 @@ class Pages:
 
         csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
         principal = getattr(request.state, "principal", None)
+        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))[:MAX_FLASH]
         selected = selected_tenant(request, principal)
         picked = values.get("picked")
         # what links carry from page to page: the time range and the selected tenant
@@ -234,13 +261,16 @@ class Pages:
             csrf_token=csrf,
             principal=principal,
             signed_in=SESSION_COOKIE in request.cookies,
+            flash=flash,
             selected_tenant=selected,
-            picker=principal is not None and principal.can("read_all"),
+            picker=tenant_selector_on(request, principal),
             carry=carry,
             max_csv_rows=MAX_CSV_ROWS,
             **values,
         )
         response = HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+        if flash:
+            response.delete_cookie(FLASH_COOKIE, path="/")
         if CSRF_COOKIE not in request.cookies:
             response.set_cookie(
                 CSRF_COOKIE, csrf, httponly=True, samesite="strict", path="/",

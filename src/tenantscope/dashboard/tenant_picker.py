@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Depends
 from starlette.responses import RedirectResponse
 
-from tenantscope.dashboard.login import _safe_next
+from tenantscope.dashboard.login import safe_next
 from tenantscope.dashboard.pages import _html
 from tenantscope.dashboard.render import NO_TENANT
 from tenantscope.server.strict_params import reject_unknown_params
@@ -29,7 +29,7 @@ DROPPED = ("tenant_id", "cursor", "form", "format", "table", "user_id", "session
 def target_for(next_url: str | None, tenant_id: str | None) -> str:
     """Where the selector sends a user from ``next_url`` choosing ``tenant_id`` (empty or
     None: every tenant; "(no tenant)": the tenant "")."""
-    parts = urlsplit(_safe_next(next_url))
+    parts = urlsplit(safe_next(next_url))
     path = parts.path or "/"
     params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in DROPPED]
     if path.startswith("/traces/"):

@@ -7,10 +7,11 @@ fragments that differ between backends. All values travel as parameters, never a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query import breakdowns
@@ -42,7 +43,12 @@ from tenantscope.query.params import (
     encode_cursor,
 )
 from tenantscope.query.scope import Scope
-from tenantscope.query.sources import Sources, TenantFilter, percentiles_sql, sources
+from tenantscope.query.sources import (
+    Sources,
+    TenantFilter,
+    exact_sources,
+    percentiles_sql,
+)
 from tenantscope.query.suggest import tenant_suggestions
 from tenantscope.query.traces import TraceFilters, TraceQueries
 from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
@@ -71,6 +77,26 @@ ACTOR_SORTS: dict[str, str] = {
 METRICS: tuple[str, ...] = ("cost", "tokens", "requests", "errors", "error_rate", "p95_latency")
 INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_BUCKETS = 5000
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_snapshot(
+    method: Callable[Concatenate[Queries, _P], _R],
+) -> Callable[Concatenate[Queries, _P], _R]:
+    """Every read of the method sees the store at one moment (``EventStore.snapshot``):
+    what one read decides (which keys to read from records, which tenants fill a page)
+    holds for the next, while the writer commits."""
+
+    @functools.wraps(method)
+    def in_snapshot(self: Queries, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.events.snapshot():
+            return method(self, *args, **kwargs)
+
+    return in_snapshot
+
+
 MAX_OFFSET = 2**40
 
 
@@ -126,6 +152,12 @@ class Queries:
     # -- helpers -----------------------------------------------------------------------
     def _fetch(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         return self.events.fetch(sql, params)
+
+    def _sources(self, rng: TimeRange, tf: TenantFilter) -> Sources:
+        """The rollup sources of ``rng``, reading records only for the tenants whose
+        records straddle an end of the range (query/sources.py). Call it inside the
+        caller's snapshot (``@_one_snapshot``), so both reads see the same records."""
+        return exact_sources(self._fetch, rng, tf)
 
     @staticmethod
     def _totals(row: dict[str, Any] | None) -> Totals:
@@ -215,6 +247,7 @@ class Queries:
             {ses_join}
             {lat_join}"""
 
+    @_one_snapshot
     def tenants(
         self,
         scope: Scope,
@@ -234,7 +267,7 @@ class Queries:
         lim = check_limit(limit)
         off = _offset(cursor)
         tf = self._tenant_filter(scope, tenant_id, q)
-        src = sources(rng, tf)
+        src = self._sources(rng, tf)
         # Distinct sessions and latency percentiles cost most; unless the list is sorted by
         # them, rank on the cheap totals first and compute them for the page only.
         expensive = col in ("sessions", "p95_ms")
@@ -246,7 +279,7 @@ class Queries:
         more = len(rows) > lim
         rows = rows[:lim]
         if rows and not expensive:
-            page = sources(
+            page = self._sources(
                 rng,
                 tf.add(
                     self._d.contains("page_ids", "tenant_id"),
@@ -276,6 +309,7 @@ class Queries:
         nxt = encode_cursor({"o": off + lim}) if more else None
         return Page[TenantRow](items=items, next_cursor=nxt)
 
+    @_one_snapshot
     def totals(
         self,
         scope: Scope,
@@ -288,7 +322,7 @@ class Queries:
         skips counting distinct sessions (then 0), the costliest figure."""
         if tenant_id is not None:
             self._require_tenant(scope, tenant_id)
-        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        src = self._sources(rng, self._tenant_filter(scope, tenant_id, None))
         pct = percentiles_sql(
             f"(SELECT '' AS k, bucket, n FROM {src.latency} la)",
             "k",
@@ -315,9 +349,10 @@ class Queries:
         rows = self._fetch(sql, src.params)
         return self._totals(rows[0] if rows else None)
 
+    @_one_snapshot
     def tenant(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantDetail:
         self._require_tenant(scope, tenant_id)
-        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        src = self._sources(rng, self._tenant_filter(scope, tenant_id, None))
         rows = self._fetch(self._tenant_totals_sql(src), src.params)
         totals = self._totals(rows[0] if rows else None)
         cfg = self.config.get_tenant(tenant_id)
@@ -336,10 +371,11 @@ class Queries:
         sql = f"SELECT 1 AS x FROM rollup_hourly WHERE true{tf.and_sql()} LIMIT 1"
         return bool(self._fetch(sql, tf.params))
 
+    @_one_snapshot
     def tenant_usage(self, scope: Scope, tenant_id: str, rng: TimeRange) -> TenantUsage:
         """The seeds' ``get_tenant_usage``: exact tokens, requests, sessions and cost."""
         self._require_tenant(scope, tenant_id)
-        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        src = self._sources(rng, self._tenant_filter(scope, tenant_id, None))
         rows = self._fetch(self._tenant_totals_sql(src, latency=False), src.params)
         row = rows[0] if rows else {}
         return TenantUsage(
@@ -590,6 +626,7 @@ class Queries:
             by_limit=by_limit,
         )
 
+    @_one_snapshot
     def timeseries(
         self,
         scope: Scope,
@@ -621,7 +658,7 @@ class Queries:
         keys: list[str] = [""]
         key_col = "''"
         if group_by == "tenant":
-            src = sources(rng, tf)
+            src = self._sources(rng, tf)
             rank = {
                 "tokens": "sum(input_tokens + output_tokens)",
                 "requests": "sum(requests)",
@@ -640,7 +677,7 @@ class Queries:
                 )
             tf.add(self._d.contains("top", "tenant_id"), top=keys)
             key_col = "tenant_id"
-        src = sources(rng, tf)
+        src = self._sources(rng, tf)
         t = self._d.bucket(interval, "hour")
         if metric == "p95_latency":
             lat = f"(SELECT {t} AS t, {key_col} AS key, bucket, n FROM {src.latency} la)"
@@ -692,9 +729,10 @@ class Queries:
             )
         )
 
+    @_one_snapshot
     def active_tenants(self, scope: Scope, rng: TimeRange) -> int:
         """How many tenants sent spans in the range."""
-        src = sources(rng, self._tenant_filter(scope, None, None))
+        src = self._sources(rng, self._tenant_filter(scope, None, None))
         rows = self._fetch(
             f"""SELECT count(*) AS n FROM (SELECT tenant_id FROM {src.hourly} hs
                 GROUP BY tenant_id HAVING sum(spans) > 0) t""",
@@ -733,6 +771,7 @@ class Queries:
         ]
 
     # -- SLA -----------------------------------------------------------------------------
+    @_one_snapshot
     def sla(
         self,
         scope: Scope,
@@ -758,7 +797,7 @@ class Queries:
             and scope.allows(t.tenant_id)
             and (tenant_id is None or t.tenant_id == tenant_id)
         }
-        src = sources(rng, self._tenant_filter(scope, tenant_id, None))
+        src = self._sources(rng, self._tenant_filter(scope, tenant_id, None))
         pct = percentiles_sql(
             src.latency, "tenant_id", {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
         )

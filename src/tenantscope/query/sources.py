@@ -1,13 +1,16 @@
 """Row sources over the hourly rollups, exact at the edges of any time range.
 
 A range ``[start, end)`` is split into whole hours ``[h0, h1)``, read from the rollup
-tables, and the partial hours ``[start, h0)`` and ``[h1, end)``, read from ``records`` and
-shaped like rollup rows. Summing either gives exactly what scanning ``records`` would.
+tables, and the partial hours at its edges. In an edge hour, a tenant whose records there
+all fall inside the range is read from the rollups too (``straddling_sql`` finds the
+others); the others' records in range are read from ``records`` and shaped like rollup
+rows. Summing gives exactly what scanning ``records`` would.
 Only tenant conditions can apply to rollups, so these sources take tenant clauses only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,44 +62,121 @@ class Sources:
     params: dict[str, Any]
 
 
-def sources(rng: TimeRange, tf: TenantFilter) -> Sources:
+@dataclass(frozen=True, slots=True)
+class _Split:
+    whole: str  # the rollup condition of the whole hours
+    edges: list[datetime]  # the partial hours at the range's ends
+    params: dict[str, Any]
+
+
+def _split(rng: TimeRange, tf: TenantFilter) -> _Split:
     start, end = rng.naive()
     h0, h1 = _ceil_hour(start), _floor_hour(end)
+    edges = {h for h in (_floor_hour(start), _floor_hour(end)) if not h0 <= h < h1}
+    return _Split(
+        whole="hour >= :r_h0 AND hour < :r_h1" if h0 < h1 else "FALSE",
+        edges=sorted(h for h in edges if h < end),  # an end on the hour adds no edge
+        params={**tf.params, "r_start": start, "r_end": end, "r_h0": h0, "r_h1": h1},
+    )
+
+
+def straddling_sql(rng: TimeRange, tf: TenantFilter) -> tuple[str, dict[str, Any]] | None:
+    """The query of the (tenant_id, hour) keys of the range's edge hours whose records
+    there do not all lie inside the range (their first or last start time says so), or
+    None when the range has no edge hours. ``sources`` reads only those from records."""
+    split = _split(rng, tf)
+    if not split.edges:
+        return None
+    params = {**split.params, **{f"r_e{i}": h for i, h in enumerate(split.edges)}}
+    in_edges = ", ".join(f":r_e{i}" for i in range(len(split.edges)))
+    return (
+        f"""SELECT tenant_id, hour FROM rollup_hourly WHERE hour IN ({in_edges}){tf.and_sql()}
+            GROUP BY tenant_id, hour
+            HAVING min(first_seen) < :r_start OR max(last_seen) >= :r_end""",
+        params,
+    )
+
+
+def sources(
+    rng: TimeRange, tf: TenantFilter, straddling: Sequence[tuple[str, datetime]] | None = None
+) -> Sources:
+    """The sources over ``rng``. ``straddling``: the keys ``straddling_sql`` found (read
+    in the same snapshot as the sources), or None to read every edge hour from records.
+
+    In an edge hour, a tenant whose records all lie inside the range is read from the
+    rollups: a range ending now, the usual case, then reads no records at all, however
+    many arrived this hour."""
+    split = _split(rng, tf)
     t = tf.and_sql()
-    params: dict[str, Any] = {**tf.params, "r_start": start, "r_end": end}
+    params = dict(split.params)
     counted = f" AND {rollups.COUNTED}"
-    if h0 >= h1:
-        raw = f"start_time >= :r_start AND start_time < :r_end{t}"
+    if not split.edges:
         return Sources(
-            hourly=f"(SELECT {rollups.HOURLY_ROW} FROM records WHERE {raw})",
-            latency=f"(SELECT {rollups.LATENCY_ROW} FROM records WHERE {raw}{counted})",
+            hourly=f"(SELECT {rollups.HOURLY_COLUMNS} FROM rollup_hourly WHERE {split.whole}{t})",
+            latency=(
+                f"(SELECT tenant_id, hour, bucket, n FROM rollup_latency WHERE {split.whole}{t})"
+            ),
             sessions=(
-                f"(SELECT {rollups.SESSION_ROW} FROM records WHERE {raw} AND session_id <> '')"
+                f"(SELECT tenant_id, hour, session_id, n FROM rollup_sessions"
+                f" WHERE {split.whole}{t})"
             ),
             params=params,
         )
-    params.update(r_h0=h0, r_h1=h1)
-    edges = (
-        "((start_time >= :r_start AND start_time < :r_h0)"
-        f" OR (start_time >= :r_h1 AND start_time < :r_end)){t}"
-    )
-    whole = f"hour >= :r_h0 AND hour < :r_h1{t}"
+    in_range = "start_time >= :r_start AND start_time < :r_end"
+    if straddling is None:  # every key of the edge hours
+        rolled = f"{split.whole}{t}"
+        raw: str | None = f"{in_range} AND (start_time < :r_h0 OR start_time >= :r_h1){t}"
+    else:
+        params.update({f"r_e{i}": h for i, h in enumerate(split.edges)})
+        in_edges = "hour IN (" + ", ".join(f":r_e{i}" for i in range(len(split.edges))) + ")"
+        rolled = f"({split.whole} OR {in_edges}){t}"
+        raw = None
+        if straddling:
+            params.update(r_st_t=[k[0] for k in straddling], r_st_h=[k[1] for k in straddling])
+            keys = "(SELECT unnest(:r_st_t) AS t, unnest(:r_st_h) AS h)"
+            rolled = f"({split.whole} OR ({in_edges} AND (tenant_id, hour) NOT IN {keys})){t}"
+            raw = (
+                f"{in_range} AND (start_time < :r_h0 OR start_time >= :r_h1)"
+                f" AND (tenant_id, date_trunc('hour', start_time)) IN {keys}{t}"
+            )
+
+    def union(rolled_sql: str, raw_sql: str) -> str:
+        return f"({rolled_sql})" if raw is None else f"({rolled_sql} UNION ALL {raw_sql})"
+
     return Sources(
-        hourly=(
-            f"(SELECT {rollups.HOURLY_COLUMNS} FROM rollup_hourly WHERE {whole}"
-            f" UNION ALL SELECT {rollups.HOURLY_ROW} FROM records WHERE {edges})"
+        hourly=union(
+            f"SELECT {rollups.HOURLY_COLUMNS} FROM rollup_hourly WHERE {rolled}",
+            f"SELECT {rollups.HOURLY_ROW} FROM records WHERE {raw}",
         ),
-        latency=(
-            f"(SELECT tenant_id, hour, bucket, n FROM rollup_latency WHERE {whole}"
-            f" UNION ALL SELECT {rollups.LATENCY_ROW} FROM records WHERE {edges}{counted})"
+        latency=union(
+            f"SELECT tenant_id, hour, bucket, n FROM rollup_latency WHERE {rolled}",
+            f"SELECT {rollups.LATENCY_ROW} FROM records WHERE {raw}{counted}",
         ),
-        sessions=(
-            f"(SELECT tenant_id, hour, session_id, n FROM rollup_sessions WHERE {whole}"
-            f" UNION ALL SELECT {rollups.SESSION_ROW} FROM records"
-            f" WHERE {edges} AND session_id <> '')"
+        sessions=union(
+            f"SELECT tenant_id, hour, session_id, n FROM rollup_sessions WHERE {rolled}",
+            f"SELECT {rollups.SESSION_ROW} FROM records WHERE {raw} AND session_id <> ''",
         ),
         params=params,
     )
+
+
+# Edge-hour keys read from records at most; beyond, the edge hours are read whole.
+MAX_STRADDLING = 1000
+
+
+def exact_sources(
+    fetch: Callable[[str, dict[str, Any]], list[dict[str, Any]]], rng: TimeRange, tf: TenantFilter
+) -> Sources:
+    """The sources of ``rng`` reading records only for the keys that straddle an end of
+    the range: ``fetch`` finds them first. Call it inside the snapshot of the reads that
+    use the sources (``EventStore.snapshot``), so both see the same records."""
+    found = straddling_sql(rng, tf)
+    if found is None:
+        return sources(rng, tf, [])
+    rows = fetch(*found)
+    if len(rows) > MAX_STRADDLING:  # as many keys as records, nearly: read the edges whole
+        return sources(rng, tf)
+    return sources(rng, tf, [(r["tenant_id"], r["hour"]) for r in rows])
 
 
 def percentiles_sql(latency: str, keys: str, qs: dict[str, float]) -> str:

@@ -23,6 +23,7 @@ from starlette.types import Scope
 
 from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
+from tenantscope.server.headers import STORE_WAIT_MS
 from tenantscope.server.keys import INSECURE, Principal, split_token
 from tenantscope.server.services import Services, services_of
 from tenantscope.server.sessions import SESSION_COOKIE
@@ -57,6 +58,7 @@ RULES: dict[str, str] = {
     "/api/tenant-suggestions": "read_all",  # the tenant selector: never for a tenant key
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
+    "/api/audit": "admin",
     # dashboard
     "/": "read",
     "/tenants": "read_all",
@@ -69,9 +71,26 @@ RULES: dict[str, str] = {
     "/prices": "read_all",
     "/compare": "read_all",  # tenants side by side
     "/select-tenant": "read_all",  # the tenant selector (a tenant key's portal is one tenant)
+    # dashboard admin pages (dashboard/admin.py)
+    "/admin/tenants": "admin",
+    "/admin/tenant": "admin",
+    "/admin/prices": "admin",
+    "/admin/prices/delete": "admin",
+    "/admin/keys": "admin",
+    "/admin/keys/revoke": "admin",
+    "/audit": "admin",
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
-_COOKIE_POSTS = frozenset({"/logout"})
+_COOKIE_POSTS = frozenset(
+    {
+        "/logout",
+        "/admin/tenant",
+        "/admin/prices",
+        "/admin/prices/delete",
+        "/admin/keys",
+        "/admin/keys/revoke",
+    }
+)
 
 
 class FailureLimiter:
@@ -224,7 +243,9 @@ async def authorize(request: Request) -> None:
         raise Forbidden(f"a {principal.role} key may not use {path}")
     if rule in ("read", "read_all"):
         # what was answered before this request is what it reads (ingest/writer.py)
+        began = time.perf_counter()
         await svc.writer.wait_applied()
+        setattr(request.state, STORE_WAIT_MS, (time.perf_counter() - began) * 1000)
 
 
 async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:

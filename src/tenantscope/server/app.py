@@ -11,17 +11,18 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import apidocs, assets, compare, login, pages, tenant_picker
+from tenantscope.dashboard import admin, apidocs, assets, compare, login, pages, tenant_picker
 from tenantscope.server import (
     errors,
     routes_api,
+    routes_audit,
     routes_health,
     routes_ingest,
     routes_keys,
     runfile,
 )
 from tenantscope.server.access import FailureLimiter, authorize
-from tenantscope.server.headers import NoStore
+from tenantscope.server.headers import NoStore, ServerTiming
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -92,13 +93,16 @@ def create_app(
         app.state.services = services
     errors.install(app)
     app.add_middleware(NoStore)
+    app.add_middleware(ServerTiming)
     # one limit for bad keys and failed sign-ins, per client address
     app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)
     app.include_router(routes_api.router)
     app.include_router(routes_keys.router)
+    app.include_router(routes_audit.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
     app.include_router(compare.router)
     app.include_router(tenant_picker.router)
     app.include_router(login.router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,3 +29,35 @@ class NoStore:
             await send(message)
 
         await self.app(scope, receive, send_no_store)
+
+
+class ServerTiming:
+    """``Server-Timing: store-wait;dur=..., total;dur=...`` on every read: how long the read
+    waited for answered records to reach the store (server/access.py) and how long the
+    whole answer took until its headers, in ms. Browsers' developer tools and
+    ``bench/mixed.py`` show where a slow read spent its time."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+
+        async def send_timing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                waited = scope.get("state", {}).get(STORE_WAIT_MS)
+                if waited is not None:
+                    total = (time.perf_counter() - began) * 1000
+                    MutableHeaders(scope=message).append(
+                        "server-timing", f"store-wait;dur={waited:.1f}, total;dur={total:.1f}"
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_timing)
+
+
+# the request state's entry for the time a read waited for the store, in ms
+STORE_WAIT_MS = "store_wait_ms"

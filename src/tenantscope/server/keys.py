@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from tenantscope.errors import ValidationFailed
 from tenantscope.query.scope import Scope
-from tenantscope.storage.base import ROLES, ApiKey, ConfigStore
+from tenantscope.storage.base import ROLES, SYSTEM, Actor, ApiKey, ConfigStore
 
 PREFIXES: dict[str, str] = {"admin": "tsa", "ingest": "tsi", "reader": "tsr", "tenant": "tst"}
 _ROLE_OF_PREFIX = {v: k for k, v in PREFIXES.items()}
@@ -44,9 +44,16 @@ class Principal:
     role: str
     tenant_id: str | None = None
     key_id: str | None = None
+    name: str = ""  # the key's label, for the audit log
 
     def can(self, capability: str) -> bool:
         return capability in CAN.get(self.role, frozenset())
+
+    def actor(self, kind: str) -> Actor:
+        """This caller as the audit log records it; ``kind`` says how it came (``api``
+        with a key, ``session`` through a dashboard form)."""
+        name = self.name if self.key_id else "no authentication (--insecure-no-auth)"
+        return Actor(kind, key_id=self.key_id, name=name, role=self.role)
 
     @property
     def scope(self) -> Scope:
@@ -83,11 +90,17 @@ def new_key(role: str, name: str = "", tenant_id: str | None = None) -> tuple[Ap
 
 
 def issue_key(
-    config: ConfigStore, role: str, name: str = "", tenant_id: str | None = None
+    config: ConfigStore,
+    role: str,
+    name: str = "",
+    tenant_id: str | None = None,
+    *,
+    actor: Actor = SYSTEM,
 ) -> tuple[ApiKey, str]:
-    """``new_key``, stored: (the stored key, its token to show once)."""
+    """``new_key``, stored (and audited as ``actor``'s): (the stored key, its token to
+    show once)."""
     key, token = new_key(role, name, tenant_id)
-    return config.add_api_key(key), token
+    return config.add_api_key(key, actor=actor), token
 
 
 def split_token(token: str) -> tuple[str, str, str] | None:
@@ -118,14 +131,14 @@ class KeyChecker:
         if not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
             return None
         self._touch(key_id)
-        return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id)
+        return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id, name=key.name)
 
     def principal_of_key_id(self, key_id: str) -> Principal | None:
         """For a signed session that names its key: still there and not revoked?"""
         key = self._key(key_id)
         if key is None or not key.active:
             return None
-        return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id)
+        return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id, name=key.name)
 
     def known(self, key_id: str) -> bool:
         """Is there an active key with this id (whatever the secret)?"""

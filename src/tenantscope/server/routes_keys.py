@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -11,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from tenantscope.errors import BadRequest, NotFound
 from tenantscope.query.models import Timestamp
 from tenantscope.server.body import read_body
-from tenantscope.server.keys import issue_key
+from tenantscope.server.keys import Principal, issue_key
 from tenantscope.server.services import services_of
 from tenantscope.server.strict_params import reject_unknown_params
-from tenantscope.storage.base import ApiKey
+from tenantscope.storage.base import Actor, ApiKey
 
 router = APIRouter(prefix="/api/keys", tags=["keys"], dependencies=[Depends(reject_unknown_params)])
 MAX_BODY_BYTES = 16 * 1024
@@ -46,6 +47,13 @@ class NewKey(BaseModel):
 
 class CreatedKey(KeyOut):
     token: Annotated[str, Field(description="the key itself: shown this once, stored hashed")]
+
+
+def api_actor(request: Request) -> Actor:
+    """The key calling the JSON API, as the audit log records it (set by server/access.py
+    before any route runs)."""
+    principal: Principal = request.state.principal
+    return principal.actor("api")
 
 
 def _out(key: ApiKey) -> KeyOut:
@@ -82,7 +90,11 @@ async def create_key(request: Request) -> CreatedKey:
         )
         raise BadRequest(f"invalid key request: {problems}") from None
     stored, token = await run_in_threadpool(
-        issue_key, services_of(request).config, body.role, body.name, body.tenant_id or None
+        partial(issue_key, actor=api_actor(request)),
+        services_of(request).config,
+        body.role,
+        body.name,
+        body.tenant_id or None,
     )
     return CreatedKey(**_out(stored).model_dump(), token=token)
 
@@ -99,7 +111,7 @@ async def create_key(request: Request) -> CreatedKey:
 )
 def revoke_key(key_id: Annotated[str, Path(max_length=64)], request: Request) -> KeyOut:
     svc = services_of(request)
-    if not svc.config.revoke_api_key(key_id):
+    if not svc.config.revoke_api_key(key_id, actor=api_actor(request)):
         raise NotFound(f"no active key {key_id!r}")
     svc.keys.forget(key_id)
     key = svc.config.get_api_key(key_id)

@@ -1,7 +1,8 @@
 """The two store interfaces every backend implements, and the config value types.
 
 EventStore holds usage records (append-heavy, analytic). ConfigStore holds the small,
-transactional configuration (tenants, price overrides). Both have contract test suites
+transactional configuration (tenants, price overrides, API keys) and the audit log of its
+changes. Both have contract test suites
 (``tests/storage/contract_*.py``) that each backend must pass.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pyarrow as pa
 
@@ -105,6 +107,12 @@ class EventStore(abc.ABC):
     ) -> list[UsageRecord]:
         """The stored LLM records naming one of ``response_ids`` that started inside the
         range (copies of one provider response, ``ingest/duplicates.py``)."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Within it, this thread's reads (``fetch``, ``fetch_arrow``) all see the store as
+        it was at the first of them: a query that reads in several steps (the query layer
+        decides from one read what the next reads) gets figures of one moment. Nests."""
 
     @abc.abstractmethod
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -214,9 +222,71 @@ class ApiKey:
         return self.revoked_at is None
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who changed the configuration, as the audit log records it.
+
+    ``kind`` is how the change came: ``session`` (a dashboard form), ``api`` (the JSON API
+    with a key), ``cli`` (a ``tenantscope`` command on the data dir) or ``system`` (code
+    that names no one). For sessions and API keys, the key's id, label and role at the
+    time; never its secret."""
+
+    kind: str
+    key_id: str | None = None
+    name: str = ""
+    role: str | None = None
+
+    def describe(self) -> str:
+        """One line for tables: ``cli``, ``session admin 3f9c2a1b7d4e (ops laptop)``."""
+        parts = [self.kind]
+        if self.role:
+            parts.append(self.role)
+        if self.key_id:
+            parts.append(self.key_id)
+        if self.name:
+            parts.append(f"({self.name})")
+        return " ".join(parts)
+
+
+CLI = Actor("cli")
+SYSTEM = Actor("system")
+
+# What the audit log records. Each names what changed and how.
+AuditAction = Literal[
+    "tenant.create",
+    "tenant.update",
+    "tenant.delete",
+    "price_override.add",
+    "price_override.replace",
+    "price_override.delete",
+    "key.create",
+    "key.revoke",
+]
+AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One config change: who, when (UTC), what, on which target, and the values before
+    and after (None when there was nothing: a creation's before, a deletion's after).
+    Targets are tenant ids, model names and key ids; a key's secret or hash is never in
+    an entry."""
+
+    id: int
+    at: datetime
+    actor: Actor
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 class ConfigStore(abc.ABC):
-    """Tenant configuration, price overrides and API keys. Every method is its own
-    transaction."""
+    """Tenant configuration, price overrides and API keys, and the audit log of their
+    changes. Every method is its own transaction; every method that changes something
+    writes its audit entry in that same transaction (``actor`` says who), so no change
+    is stored without its entry, or the other way round. The audit log is append-only:
+    there is no method to change or remove an entry."""
 
     @abc.abstractmethod
     def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...
@@ -228,24 +298,33 @@ class ConfigStore(abc.ABC):
     def get_tenants(self, tenant_ids: Sequence[str]) -> dict[str, TenantConfig]: ...
 
     @abc.abstractmethod
-    def set_tenant(self, tenant_id: str, **fields: Any) -> TenantConfig:
+    def set_tenant(self, tenant_id: str, *, actor: Actor = SYSTEM, **fields: Any) -> TenantConfig:
         """Create or update; only the given fields change. ``None`` clears a field."""
 
     @abc.abstractmethod
-    def delete_tenant(self, tenant_id: str) -> bool: ...
+    def delete_tenant(self, tenant_id: str, *, actor: Actor = SYSTEM) -> bool: ...
 
     @abc.abstractmethod
     def list_price_overrides(self, model: str | None = None) -> list[PriceOverride]:
         """Overrides ordered by model, then effective_from ascending."""
 
     @abc.abstractmethod
-    def add_price_override(self, override: PriceOverride) -> PriceOverride: ...
+    def add_price_override(
+        self, override: PriceOverride, *, actor: Actor = SYSTEM
+    ) -> PriceOverride: ...
 
     @abc.abstractmethod
-    def delete_price_override(self, override_id: int) -> bool: ...
+    def replace_price_override(
+        self, override_id: int, override: PriceOverride, *, actor: Actor = SYSTEM
+    ) -> PriceOverride | None:
+        """Give override ``override_id`` the values of ``override`` (it keeps its id and
+        creation time); None (and nothing changed) when there is no such override."""
 
     @abc.abstractmethod
-    def add_api_key(self, key: ApiKey) -> ApiKey: ...
+    def delete_price_override(self, override_id: int, *, actor: Actor = SYSTEM) -> bool: ...
+
+    @abc.abstractmethod
+    def add_api_key(self, key: ApiKey, *, actor: Actor = SYSTEM) -> ApiKey: ...
 
     @abc.abstractmethod
     def get_api_key(self, key_id: str) -> ApiKey | None: ...
@@ -255,7 +334,7 @@ class ConfigStore(abc.ABC):
         """Every key, revoked ones included, oldest first."""
 
     @abc.abstractmethod
-    def revoke_api_key(self, key_id: str) -> bool:
+    def revoke_api_key(self, key_id: str, *, actor: Actor = SYSTEM) -> bool:
         """Revoke an active key; False when there is no such active key. The last active
         admin key is never revoked (``errors.Conflict``): without one, nobody could manage
         keys any more. The check and the revocation are one transaction, so two
@@ -264,6 +343,19 @@ class ConfigStore(abc.ABC):
     @abc.abstractmethod
     def touch_api_key(self, key_id: str, when: datetime) -> None:
         """Record a use of the key (callers throttle how often)."""
+
+    @abc.abstractmethod
+    def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        """Audit entries, newest first: of one action, one target (exact), at or after
+        ``since``, older than entry ``before_id`` (the next page), at most ``limit``."""
 
     @abc.abstractmethod
     def ping(self) -> None: ...

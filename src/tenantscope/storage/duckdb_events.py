@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from tenantscope import errors
 from tenantscope.records import RECORD_FIELDS, UsageRecord
-from tenantscope.storage import rollups
+from tenantscope.storage import lookup_index, rollups
 from tenantscope.storage.base import Dialect, EventStore
 from tenantscope.storage.serialize import (
     BOOL_FIELDS,
@@ -90,26 +91,6 @@ _REPLACED = (
     "WHERE records.start_time BETWEEN $lo AND $hi)"
 )
 _CREATE_META = "CREATE TABLE IF NOT EXISTS tenantscope_meta (key VARCHAR, value VARCHAR)"
-# Where each trace's spans start: a trace is looked up by id all day (a support engineer
-# pastes one from a log), and trace ids are random, so ``records`` (in time order) has to
-# be scanned whole to find one. This narrow table of (hash of the trace id, first and last
-# span start) is kept sorted by the hash, so zone maps find a trace in one row group, plus
-# a short unsorted tail of what was written since it was last sorted; the records are then
-# read within the trace's own time range. One row per trace and write batch.
-TRACE_INDEX_VERSION = "1"
-_CREATE_TRACE_INDEX = (
-    "CREATE TABLE IF NOT EXISTS trace_index (th UBIGINT, first TIMESTAMP, last TIMESTAMP)"
-)
-_INDEX_ROWS = (
-    "SELECT hash(trace_id) AS th, min(start_time) AS first, max(start_time) AS last "
-    "FROM {source} GROUP BY trace_id"
-)
-_SORT_TRACE_INDEX = (
-    "CREATE OR REPLACE TABLE trace_index AS SELECT th, min(first) AS first, "
-    "max(last) AS last FROM trace_index GROUP BY th ORDER BY th"
-)
-# Sort the index again once this many rows were appended to it unsorted.
-TRACE_INDEX_SORT_EVERY = 200_000
 
 
 # Exports flatten what a spreadsheet cannot show and label times as UTC explicitly.
@@ -266,7 +247,6 @@ class DuckDBEventStore(EventStore):
         self._closed = False
         self._dirty_records = 0
         self._dirty_since: datetime | None = None
-        self._index_unsorted = 0  # trace index rows appended since it was last sorted
         self._init_schema()
 
     # -- setup -------------------------------------------------------------------------
@@ -304,22 +284,23 @@ class DuckDBEventStore(EventStore):
             )
         for ddl in rollups.CREATE:
             conn.execute(ddl)
-        conn.execute(_CREATE_TRACE_INDEX)
+        for index in lookup_index.INDEXES:
+            conn.execute(index.create)
         if not conn.execute(
             "SELECT 1 FROM tenantscope_meta WHERE key = 'rollups_version' AND value = $v",
             {"v": ROLLUPS_VERSION},
         ).fetchall():
             self.rebuild_rollups()
         elif not conn.execute(
-            "SELECT 1 FROM tenantscope_meta WHERE key = 'trace_index_version' AND value = $v",
-            {"v": TRACE_INDEX_VERSION},
+            "SELECT 1 FROM tenantscope_meta WHERE key = 'lookup_index_version' AND value = $v",
+            {"v": lookup_index.VERSION},
         ).fetchall():
-            self._rebuild_trace_index()
+            self._rebuild_lookup_indexes()
 
     def rebuild_rollups(self) -> None:
-        """Recompute the rollup tables and the trace index from ``records`` (after a bulk
+        """Recompute the rollup tables and the look-up indexes from ``records`` (after a bulk
         load that bypassed ``write``, or when opening a file written before they existed)."""
-        self._rebuild_trace_index()
+        self._rebuild_lookup_indexes()
         with self._write_lock:
             _in_transaction(
                 self._conn,
@@ -336,22 +317,32 @@ class DuckDBEventStore(EventStore):
             self._dirty_records = 0
             self._dirty_since = None
 
-    def _rebuild_trace_index(self) -> None:
+    def _rebuild_lookup_indexes(self) -> None:
+        statements: list[tuple[str, dict[str, Any] | None]] = []
+        for index in lookup_index.INDEXES:
+            statements += [
+                (f"DROP TABLE IF EXISTS {index.table}", None),
+                (index.create, None),
+                # in time order, as writes add them (storage/lookup_index.py)
+                (
+                    f"INSERT INTO {index.table} SELECT * FROM ({index.rows_of('records')})"
+                    " ORDER BY first",
+                    None,
+                ),
+            ]
+        statements += [
+            (
+                "DELETE FROM tenantscope_meta"
+                " WHERE key IN ('trace_index_version', 'lookup_index_version')",
+                None,
+            ),
+            (
+                "INSERT INTO tenantscope_meta VALUES ('lookup_index_version', $v)",
+                {"v": lookup_index.VERSION},
+            ),
+        ]
         with self._write_lock:
-            _in_transaction(
-                self._conn,
-                [
-                    ("DELETE FROM trace_index", None),
-                    (f"INSERT INTO trace_index {_INDEX_ROWS.format(source='records')}", None),
-                    (_SORT_TRACE_INDEX, None),
-                    ("DELETE FROM tenantscope_meta WHERE key = 'trace_index_version'", None),
-                    (
-                        "INSERT INTO tenantscope_meta VALUES ('trace_index_version', $v)",
-                        {"v": TRACE_INDEX_VERSION},
-                    ),
-                ],
-            )
-            self._index_unsorted = 0
+            _in_transaction(self._conn, statements)
 
     def compact_rollups(self) -> None:
         """Fold the delta rows written since the last compaction."""
@@ -452,9 +443,8 @@ class DuckDBEventStore(EventStore):
                     cur.execute(
                         f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
                     )
-                    indexed = cur.execute(
-                        f"INSERT INTO trace_index {_INDEX_ROWS.format(source='_ts_batch')}"
-                    ).fetchall()
+                    for index in lookup_index.INDEXES:
+                        cur.execute(f"INSERT INTO {index.table} {index.rows_of('_ts_batch')}")
                     if old is not None:  # the stored versions go out as the new ones come in
                         deltas = rollups.delta_inserts_replacing("_ts_batch", "_ts_old")
                     else:
@@ -477,10 +467,6 @@ class DuckDBEventStore(EventStore):
             self._dirty_records += len(batch)
             if self._dirty_records >= COMPACT_EVERY_RECORDS:
                 self._compact_locked(cur)
-            self._index_unsorted += int(indexed[0][0]) if indexed else 0
-            if self._index_unsorted >= TRACE_INDEX_SORT_EVERY:
-                _in_transaction(cur, [(_SORT_TRACE_INDEX, None)])
-                self._index_unsorted = 0
 
     # -- look-ups ----------------------------------------------------------------------
 
@@ -500,26 +486,10 @@ class DuckDBEventStore(EventStore):
     def trace_records(
         self, trace_ids: Sequence[str], start_min: datetime, start_max: datetime
     ) -> list[UsageRecord]:
-        if not trace_ids:
-            return []
-        table = self.fetch_arrow(
-            f"SELECT {_COLUMNS} FROM records "
-            "WHERE start_time BETWEEN :lo AND :hi "
-            "AND trace_id IN (SELECT unnest(:ids)) "
-            "ORDER BY start_time, event_id",
-            {"lo": start_min, "hi": start_max, "ids": list(trace_ids)},
-        )
-        return arrow_to_records(table)
+        return self._indexed_records(lookup_index.TRACES, trace_ids, start_min, start_max)
 
     def trace_bounds(self, trace_id: str) -> tuple[datetime, datetime] | None:
-        rows = (
-            self._cursor()
-            .execute(
-                "SELECT min(first), max(last) FROM trace_index WHERE th = hash($trace)",
-                {"trace": trace_id},
-            )
-            .fetchall()
-        )
+        rows = self._cursor().execute(lookup_index.TRACES.bounds, {"id": trace_id}).fetchall()
         if not rows or rows[0][0] is None:
             return None
         return rows[0][0], rows[0][1]
@@ -527,18 +497,60 @@ class DuckDBEventStore(EventStore):
     def response_records(
         self, response_ids: Sequence[str], start_min: datetime, start_max: datetime
     ) -> list[UsageRecord]:
-        if not response_ids:
+        return self._indexed_records(
+            lookup_index.RESPONSES, response_ids, start_min, start_max, "kind = 'llm' AND "
+        )
+
+    def _indexed_records(
+        self,
+        index: lookup_index.LookupIndex,
+        ids: Sequence[str],
+        start_min: datetime,
+        start_max: datetime,
+        where: str = "",
+    ) -> list[UsageRecord]:
+        """The records whose ``index.column`` is one of ``ids`` that started inside the
+        range: the index says which ids have records there, and when (two small reads
+        instead of reading the id column of every record in the range)."""
+        lo, hi = to_utc_naive(start_min), to_utc_naive(start_max)
+        hits = (
+            self._cursor()
+            .execute(index.hits, {"ids": sorted(set(ids)), "lo": lo, "hi": hi})
+            .fetchall()
+            if ids
+            else []
+        )
+        if not hits:
             return []
         table = self.fetch_arrow(
             f"SELECT {_COLUMNS} FROM records "
-            "WHERE start_time BETWEEN :lo AND :hi AND kind = 'llm' "
-            "AND response_id IN (SELECT unnest(:ids)) "
-            "ORDER BY start_time, event_id",
-            {"lo": start_min, "hi": start_max, "ids": list(response_ids)},
+            f"WHERE start_time BETWEEN :lo AND :hi AND {where}{index.column} IN "
+            "(SELECT unnest(:ids)) ORDER BY start_time, event_id",
+            {
+                "lo": max(lo, min(h[1] for h in hits)),
+                "hi": min(hi, max(h[2] for h in hits)),
+                "ids": [h[0] for h in hits],
+            },
         )
         return arrow_to_records(table)
 
     # -- reads -------------------------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        # a read-only transaction on this thread's cursor: DuckDB's MVCC keeps what it
+        # sees fixed while the writer commits; nothing to commit, so it ends in rollback
+        depth = getattr(self._local, "snapshots", 0)
+        cur = self._cursor()
+        if depth == 0:
+            cur.begin()
+        self._local.snapshots = depth + 1
+        try:
+            yield
+        finally:
+            self._local.snapshots = depth
+            if depth == 0:
+                cur.rollback()
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         text, values = render_params(sql, params)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +24,32 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from tenantscope import errors
+from tenantscope.storage import audit
 from tenantscope.storage.base import (
-    ROLES,
-    TENANT_SETTABLE,
+    SYSTEM,
+    Actor,
     ApiKey,
+    AuditEntry,
     ConfigStore,
     PriceOverride,
     TenantConfig,
 )
+from tenantscope.storage.validation import (
+    MAX_LABEL,
+    MAX_TENANT_ID,
+    check_key_binding,
+    check_override,
+    check_tenant_fields,
+    check_tenant_id,
+    fail,
+    utc,
+)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
-MAX_TENANT_ID = 1024
-MAX_LABEL = 200
-MAX_NOTE = 2000
-MAX_INT = 2**31 - 1
-# Budgets and prices: far beyond any real figure, small enough to stay exact everywhere.
-MAX_MONEY = Decimal(10) ** 15
-MAX_MONEY_PLACES = 12
 _WRITE = "tenantscope_write"
 _IN_CHUNK = 500
+MAX_AUDIT_PAGE = 1000
 
 metadata = sa.MetaData()
 
@@ -90,11 +96,22 @@ api_keys = sa.Table(
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
 
-_PRICE_FIELDS: tuple[str, ...] = (
-    "input_mtok",
-    "output_mtok",
-    "cache_read_mtok",
-    "cache_write_mtok",
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_key_id", sa.String(64), nullable=True),
+    sa.Column("actor_name", sa.String(MAX_LABEL), nullable=False, server_default=""),
+    sa.Column("actor_role", sa.String(16), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(MAX_TENANT_ID), nullable=False),
+    sa.Column("before", sa.Text(), nullable=True),
+    sa.Column("after", sa.Text(), nullable=True),
+    sa.Index("ix_audit_log_action", "action", "id"),
+    sa.Index("ix_audit_log_target", "target", "id"),
+    sa.Index("ix_audit_log_at", "at"),
 )
 
 
@@ -140,115 +157,12 @@ def _alembic_config() -> Config:
     return cfg
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-# -- validation --------------------------------------------------------------------------
-
-
-def _fail(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(f"{field}: {message}", details={"field": field})
-
-
-def _check_tenant_id(tenant_id: Any) -> str:
-    if not isinstance(tenant_id, str) or not 1 <= len(tenant_id) <= MAX_TENANT_ID:
-        raise _fail("tenant_id", f"must be a string of 1 to {MAX_TENANT_ID} characters")
-    return tenant_id
-
-
-def _check_label(field: str, value: Any, limit: int = MAX_LABEL) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _fail(field, "must be a string")
-    if len(value) > limit:
-        raise _fail(field, f"must be at most {limit} characters")
-    return value
-
-
-def _check_positive_int(field: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, "must be a positive whole number")
-    if not 1 <= value <= MAX_INT:
-        raise _fail(field, f"must be between 1 and {MAX_INT}")
-    return value
-
-
-def _check_money(field: str, value: Any) -> Decimal | None:
-    if value is None:
-        return None
-    # Floats are refused outright: money is exact, and a binary float already is not.
-    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise _fail(field, "must be a decimal number given as text, an integer or a Decimal")
-    try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except InvalidOperation:
-        raise _fail(field, f"{value!r} is not a decimal number") from None
-    if not amount.is_finite():
-        raise _fail(field, "must be a finite number")
-    if amount < 0:
-        raise _fail(field, "must not be negative")
-    if amount >= MAX_MONEY:
-        raise _fail(field, f"must be below {MAX_MONEY}")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_MONEY_PLACES:
-        raise _fail(field, f"has more than {MAX_MONEY_PLACES} decimal places")
-    return amount
-
-
-def _money_text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
 def _money_value(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
-
-
-def _check_tenant_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    clean: dict[str, Any] = {}
-    for name, value in fields.items():
-        if name not in TENANT_SETTABLE:
-            raise _fail(name, f"unknown field; settable fields are {', '.join(TENANT_SETTABLE)}")
-        if name in ("display_name", "tier"):
-            clean[name] = _check_label(name, value)
-        elif name in ("sla_p95_ms", "rate_limit_rpm"):
-            clean[name] = _check_positive_int(name, value)
-        else:
-            clean[name] = _money_text(_check_money(name, value))
-    return clean
-
-
-def _check_override(override: PriceOverride) -> dict[str, Any]:
-    model = _check_label("model", override.model)
-    if not model:
-        raise _fail("model", "must not be empty")
-    if not isinstance(override.effective_from, datetime):
-        raise _fail("effective_from", "must be a datetime")
-    try:
-        extra = json.dumps(override.extra, sort_keys=True)
-    except (TypeError, ValueError):
-        raise _fail("extra", "must be JSON-serialisable") from None
-    row: dict[str, Any] = {
-        "provider": _check_label("provider", override.provider),
-        "model": model,
-        "effective_from": _utc(override.effective_from),
-        "note": _check_label("note", override.note, MAX_NOTE),
-        "extra": extra,
-    }
-    for name in _PRICE_FIELDS:
-        row[name] = _money_text(_check_money(name, getattr(override, name)))
-    return row
 
 
 def _tenant_from_row(row: sa.Row[Any]) -> TenantConfig:
@@ -260,8 +174,8 @@ def _tenant_from_row(row: sa.Row[Any]) -> TenantConfig:
         sla_p95_ms=m["sla_p95_ms"],
         rate_limit_rpm=m["rate_limit_rpm"],
         monthly_budget_usd=_money_value(m["monthly_budget_usd"]),
-        created_at=_utc(m["created_at"]),
-        updated_at=_utc(m["updated_at"]),
+        created_at=utc(m["created_at"]),
+        updated_at=utc(m["updated_at"]),
     )
 
 
@@ -272,9 +186,9 @@ def _key_from_row(row: sa.Row[Any]) -> ApiKey:
         name=row.name,
         tenant_id=row.tenant_id,
         secret_hash=row.secret_hash,
-        created_at=_utc(row.created_at),
-        last_used_at=_utc(row.last_used_at) if row.last_used_at else None,
-        revoked_at=_utc(row.revoked_at) if row.revoked_at else None,
+        created_at=utc(row.created_at),
+        last_used_at=utc(row.last_used_at) if row.last_used_at else None,
+        revoked_at=utc(row.revoked_at) if row.revoked_at else None,
     )
 
 
@@ -284,14 +198,14 @@ def _override_from_row(row: sa.Row[Any]) -> PriceOverride:
         id=m["id"],
         provider=m["provider"],
         model=m["model"],
-        effective_from=_utc(m["effective_from"]),
+        effective_from=utc(m["effective_from"]),
         input_mtok=_money_value(m["input_mtok"]),
         output_mtok=_money_value(m["output_mtok"]),
         cache_read_mtok=_money_value(m["cache_read_mtok"]),
         cache_write_mtok=_money_value(m["cache_write_mtok"]),
         note=m["note"],
         extra=json.loads(m["extra"] or "{}"),
-        created_at=_utc(m["created_at"]),
+        created_at=utc(m["created_at"]),
     )
 
 
@@ -347,35 +261,44 @@ class SQLiteConfigStore(ConfigStore):
                     found[config.tenant_id] = config
         return found
 
-    def set_tenant(self, tenant_id: str, **fields: Any) -> TenantConfig:
-        _check_tenant_id(tenant_id)
-        values = _check_tenant_fields(fields)
+    def set_tenant(self, tenant_id: str, *, actor: Actor = SYSTEM, **fields: Any) -> TenantConfig:
+        check_tenant_id(tenant_id)
+        values = check_tenant_fields(fields)
         now = _now()
+        where = tenants.c.tenant_id == tenant_id
         with self._write() as conn:
-            exists = conn.execute(
-                sa.select(tenants.c.tenant_id)
-                .where(tenants.c.tenant_id == tenant_id)
-                .with_for_update()
-            ).first()
-            if exists is None:
+            old = conn.execute(sa.select(tenants).where(where).with_for_update()).first()
+            if old is None:
                 conn.execute(
                     sa.insert(tenants).values(
                         tenant_id=tenant_id, created_at=now, updated_at=now, **values
                     )
                 )
             else:
-                conn.execute(
-                    sa.update(tenants)
-                    .where(tenants.c.tenant_id == tenant_id)
-                    .values(updated_at=now, **values)
-                )
-            row = conn.execute(sa.select(tenants).where(tenants.c.tenant_id == tenant_id)).one()
-        return _tenant_from_row(row)
+                conn.execute(sa.update(tenants).where(where).values(updated_at=now, **values))
+            new = _tenant_from_row(conn.execute(sa.select(tenants).where(where)).one())
+            before = None if old is None else _tenant_from_row(old)
+            self._audit(
+                conn,
+                actor,
+                "tenant.create" if before is None else "tenant.update",
+                tenant_id,
+                audit.tenant_snapshot(before),
+                audit.tenant_snapshot(new),
+                now,
+            )
+        return new
 
-    def delete_tenant(self, tenant_id: str) -> bool:
+    def delete_tenant(self, tenant_id: str, *, actor: Actor = SYSTEM) -> bool:
+        where = tenants.c.tenant_id == tenant_id
         with self._write() as conn:
-            result = conn.execute(sa.delete(tenants).where(tenants.c.tenant_id == tenant_id))
-        return bool(result.rowcount)
+            old = conn.execute(sa.select(tenants).where(where).with_for_update()).first()
+            if old is None:
+                return False
+            conn.execute(sa.delete(tenants).where(where))
+            before = audit.tenant_snapshot(_tenant_from_row(old))
+            self._audit(conn, actor, "tenant.delete", tenant_id, before, None, _now())
+        return True
 
     # -- price overrides ---------------------------------------------------------------
 
@@ -389,51 +312,81 @@ class SQLiteConfigStore(ConfigStore):
             rows = conn.execute(query).all()
         return [_override_from_row(r) for r in rows]
 
-    def add_price_override(self, override: PriceOverride) -> PriceOverride:
-        values = _check_override(override)
+    def add_price_override(
+        self, override: PriceOverride, *, actor: Actor = SYSTEM
+    ) -> PriceOverride:
+        values = check_override(override)
         with self._write() as conn:
-            result = conn.execute(sa.insert(price_overrides).values(created_at=_now(), **values))
-            key = result.inserted_primary_key
-            assert key is not None
-            new_id = key[0]
-            row = conn.execute(
-                sa.select(price_overrides).where(price_overrides.c.id == new_id)
-            ).one()
-        return _override_from_row(row)
+            added = self._insert_override(conn, values)
+            snapshot = audit.override_snapshot(added)
+            self._audit(conn, actor, "price_override.add", added.model, None, snapshot, _now())
+        return added
 
-    def delete_price_override(self, override_id: int) -> bool:
+    def replace_price_override(
+        self, override_id: int, override: PriceOverride, *, actor: Actor = SYSTEM
+    ) -> PriceOverride | None:
+        values = check_override(override)
+        where = price_overrides.c.id == override_id
         with self._write() as conn:
-            result = conn.execute(
-                sa.delete(price_overrides).where(price_overrides.c.id == override_id)
+            old = conn.execute(sa.select(price_overrides).where(where).with_for_update()).first()
+            if old is None:
+                return None
+            # in place: the override keeps its id (links and audit entries name it)
+            conn.execute(sa.update(price_overrides).where(where).values(**values))
+            new = _override_from_row(conn.execute(sa.select(price_overrides).where(where)).one())
+            self._audit(
+                conn,
+                actor,
+                "price_override.replace",
+                new.model,
+                audit.override_snapshot(_override_from_row(old)),
+                audit.override_snapshot(new),
+                _now(),
             )
-        return bool(result.rowcount)
+        return new
+
+    def delete_price_override(self, override_id: int, *, actor: Actor = SYSTEM) -> bool:
+        where = price_overrides.c.id == override_id
+        with self._write() as conn:
+            old = conn.execute(sa.select(price_overrides).where(where).with_for_update()).first()
+            if old is None:
+                return False
+            conn.execute(sa.delete(price_overrides).where(where))
+            before = audit.override_snapshot(_override_from_row(old))
+            self._audit(conn, actor, "price_override.delete", old.model, before, None, _now())
+        return True
+
+    @staticmethod
+    def _insert_override(conn: Connection, values: dict[str, Any]) -> PriceOverride:
+        result = conn.execute(sa.insert(price_overrides).values(created_at=_now(), **values))
+        key = result.inserted_primary_key
+        assert key is not None
+        row = conn.execute(sa.select(price_overrides).where(price_overrides.c.id == key[0])).one()
+        return _override_from_row(row)
 
     # -- API keys ----------------------------------------------------------------------
 
-    def add_api_key(self, key: ApiKey) -> ApiKey:
-        if key.role not in ROLES:
-            raise _fail("role", f"must be one of {', '.join(ROLES)}; got {key.role!r}")
-        if key.role == "tenant" and not key.tenant_id:
-            raise _fail("tenant_id", "a tenant key needs the tenant it may read")
-        if key.role in ("admin", "reader") and key.tenant_id:
-            raise _fail("tenant_id", f"an {key.role} key is not bound to a tenant")
-        tenant = _check_tenant_id(key.tenant_id) if key.tenant_id else None
-        name = _check_label("name", key.name)
+    def add_api_key(self, key: ApiKey, *, actor: Actor = SYSTEM) -> ApiKey:
+        role, tenant, name = check_key_binding(key.role, key.tenant_id, key.name)
         if not key.key_id or not key.secret_hash:
-            raise _fail("key_id", "a key needs its id and the hash of its secret")
+            raise fail("key_id", "a key needs its id and the hash of its secret")
+        now = _now()
         with self._write() as conn:
             conn.execute(
                 sa.insert(api_keys).values(
                     key_id=key.key_id,
-                    role=key.role,
+                    role=role,
                     name=name,
                     tenant_id=tenant,
                     secret_hash=key.secret_hash,
-                    created_at=_utc(key.created_at) if key.created_at else _now(),
+                    created_at=utc(key.created_at) if key.created_at else now,
                 )
             )
             row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key.key_id)).one()
-        return _key_from_row(row)
+            added = _key_from_row(row)
+            snapshot = audit.key_snapshot(added)
+            self._audit(conn, actor, "key.create", added.key_id, None, snapshot, now)
+        return added
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         with self._read() as conn:
@@ -447,15 +400,14 @@ class SQLiteConfigStore(ConfigStore):
             ).all()
         return [_key_from_row(r) for r in rows]
 
-    def revoke_api_key(self, key_id: str) -> bool:
+    def revoke_api_key(self, key_id: str, *, actor: Actor = SYSTEM) -> bool:
         active = api_keys.c.revoked_at.is_(None)
+        this = api_keys.c.key_id == key_id
         with self._write() as conn:  # BEGIN IMMEDIATE on SQLite: one writer at a time
-            role = conn.execute(
-                sa.select(api_keys.c.role).where(api_keys.c.key_id == key_id, active)
-            ).scalar()
-            if role is None:
+            old = conn.execute(sa.select(api_keys).where(this, active)).first()
+            if old is None:
                 return False
-            if role == "admin":
+            if old.role == "admin":
                 # FOR UPDATE: on a server database, a concurrent revocation waits here and
                 # then sees this one's result (SQLite's write lock already does that)
                 admins = conn.execute(
@@ -469,10 +421,17 @@ class SQLiteConfigStore(ConfigStore):
                         " no key that can manage keys. Create another admin key first"
                         " (tenantscope keys create --role admin), then revoke this one"
                     )
-            conn.execute(
-                sa.update(api_keys)
-                .where(api_keys.c.key_id == key_id, active)
-                .values(revoked_at=_now())
+            now = _now()
+            conn.execute(sa.update(api_keys).where(this, active).values(revoked_at=now))
+            new = _key_from_row(conn.execute(sa.select(api_keys).where(this)).one())
+            self._audit(
+                conn,
+                actor,
+                "key.revoke",
+                key_id,
+                audit.key_snapshot(_key_from_row(old)),
+                audit.key_snapshot(new),
+                now,
             )
         return True
 
@@ -481,8 +440,48 @@ class SQLiteConfigStore(ConfigStore):
             conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.key_id == key_id)
-                .values(last_used_at=_utc(when))
+                .values(last_used_at=utc(when))
             )
+
+    # -- audit log ---------------------------------------------------------------------
+
+    @staticmethod
+    def _audit(
+        conn: Connection,
+        actor: Actor,
+        action: str,
+        target: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        at: datetime,
+    ) -> None:
+        """Inside the change's own transaction: both are stored, or neither."""
+        conn.execute(
+            sa.insert(audit_log).values(**audit.entry_row(actor, action, target, before, after, at))
+        )
+
+    def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        since: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        query = sa.select(audit_log).order_by(audit_log.c.id.desc())
+        if action is not None:
+            query = query.where(audit_log.c.action == action)
+        if target is not None:
+            query = query.where(audit_log.c.target == target)
+        if since is not None:
+            query = query.where(audit_log.c.at >= utc(since))
+        if before_id is not None:
+            query = query.where(audit_log.c.id < before_id)
+        query = query.limit(max(1, min(limit, MAX_AUDIT_PAGE)))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [audit.entry_from_row(r._mapping, utc(r.at)) for r in rows]
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -501,6 +500,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "SQLiteConfigStore",
     "api_keys",
+    "audit_log",
     "metadata",
     "price_overrides",
     "tenants",
