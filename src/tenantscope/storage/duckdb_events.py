@@ -247,6 +247,12 @@ class DuckDBEventStore(EventStore):
         self._closed = False
         self._dirty_records = 0
         self._dirty_since: datetime | None = None
+        # the trace look-up's sorted copy (storage/lookup_index.py): the last write batch
+        # number, the one the copy covers, its rows and the index rows written since
+        self._seq = 0
+        self._sorted_upto = -1
+        self._sorted_rows = 0
+        self._unsorted_rows = 0
         self._init_schema()
 
     # -- setup -------------------------------------------------------------------------
@@ -286,6 +292,7 @@ class DuckDBEventStore(EventStore):
             conn.execute(ddl)
         for index in lookup_index.INDEXES:
             conn.execute(index.create)
+        conn.execute(lookup_index.CREATE_SORTED)
         if not conn.execute(
             "SELECT 1 FROM tenantscope_meta WHERE key = 'rollups_version' AND value = $v",
             {"v": ROLLUPS_VERSION},
@@ -296,6 +303,21 @@ class DuckDBEventStore(EventStore):
             {"v": lookup_index.VERSION},
         ).fetchall():
             self._rebuild_lookup_indexes()
+        self._seq = int(
+            conn.execute("SELECT coalesce(max(seq), 0) FROM trace_index").fetchall()[0][0]
+        )
+        upto = conn.execute(
+            "SELECT max(value::BIGINT) FROM tenantscope_meta WHERE key = 'trace_sorted_upto'"
+        ).fetchall()[0][0]
+        self._sorted_upto = -1 if upto is None else int(upto)
+        self._sorted_rows = int(
+            conn.execute(f"SELECT count(*) FROM {lookup_index.SORTED}").fetchall()[0][0]
+        )
+        self._unsorted_rows = int(
+            conn.execute(
+                "SELECT count(*) FROM trace_index WHERE seq > $upto", {"upto": self._sorted_upto}
+            ).fetchall()[0][0]
+        )
 
     def rebuild_rollups(self) -> None:
         """Recompute the rollup tables and the look-up indexes from ``records`` (after a bulk
@@ -327,9 +349,10 @@ class DuckDBEventStore(EventStore):
                 (
                     f"INSERT INTO {index.table} SELECT * FROM ({index.rows_of('records')})"
                     " ORDER BY first",
-                    None,
+                    {"seq": 0},
                 ),
             ]
+        statements += [(lookup_index.MAKE_SORTED, {"upto": 0}), *_sorted_upto_rows(0)]
         statements += [
             (
                 "DELETE FROM tenantscope_meta"
@@ -343,6 +366,22 @@ class DuckDBEventStore(EventStore):
         ]
         with self._write_lock:
             _in_transaction(self._conn, statements)
+            self._note_sorted(self._conn, 0)
+
+    def _make_sorted(self, cur: duckdb.DuckDBPyConnection) -> None:
+        """Make the trace look-up's sorted copy again (under the write lock)."""
+        upto = self._seq
+        _in_transaction(cur, [(lookup_index.MAKE_SORTED, {"upto": upto}), *_sorted_upto_rows(upto)])
+        self._note_sorted(cur, upto)
+
+    def _note_sorted(self, cur: duckdb.DuckDBPyConnection, upto: int) -> None:
+        # set once the copy is committed: a look-up that read the old bound and then sees
+        # the new copy reads some rows twice, which the min/max it takes does not mind
+        self._sorted_upto = upto
+        self._sorted_rows = int(
+            cur.execute(f"SELECT count(*) FROM {lookup_index.SORTED}").fetchall()[0][0]
+        )
+        self._unsorted_rows = 0
 
     def compact_rollups(self) -> None:
         """Fold the delta rows written since the last compaction."""
@@ -443,8 +482,14 @@ class DuckDBEventStore(EventStore):
                     cur.execute(
                         f"INSERT INTO records ({_COLUMNS}) SELECT {_COLUMNS} FROM _ts_batch"
                     )
-                    for index in lookup_index.INDEXES:
-                        cur.execute(f"INSERT INTO {index.table} {index.rows_of('_ts_batch')}")
+                    self._seq += 1
+                    added = {
+                        index: cur.execute(
+                            f"INSERT INTO {index.table} {index.rows_of('_ts_batch')}",
+                            {"seq": self._seq},
+                        ).fetchall()[0][0]
+                        for index in lookup_index.INDEXES
+                    }
                     if old is not None:  # the stored versions go out as the new ones come in
                         deltas = rollups.delta_inserts_replacing("_ts_batch", "_ts_old")
                     else:
@@ -467,6 +512,9 @@ class DuckDBEventStore(EventStore):
             self._dirty_records += len(batch)
             if self._dirty_records >= COMPACT_EVERY_RECORDS:
                 self._compact_locked(cur)
+            self._unsorted_rows += int(added[lookup_index.TRACES])
+            if self._unsorted_rows >= max(lookup_index.SORT_EVERY, self._sorted_rows):
+                self._make_sorted(cur)
 
     # -- look-ups ----------------------------------------------------------------------
 
@@ -489,7 +537,11 @@ class DuckDBEventStore(EventStore):
         return self._indexed_records(lookup_index.TRACES, trace_ids, start_min, start_max)
 
     def trace_bounds(self, trace_id: str) -> tuple[datetime, datetime] | None:
-        rows = self._cursor().execute(lookup_index.TRACES.bounds, {"id": trace_id}).fetchall()
+        rows = (
+            self._cursor()
+            .execute(lookup_index.TRACE_BOUNDS, {"id": trace_id, "upto": self._sorted_upto})
+            .fetchall()
+        )
         if not rows or rows[0][0] is None:
             return None
         return rows[0][0], rows[0][1]
@@ -668,6 +720,13 @@ def _identity(record: UsageRecord) -> tuple[str, str]:
     """What a rewrite matches a stored record by (with its start time): an event id alone
     may stand in several tenants' traces."""
     return record.trace_id, record.event_id
+
+
+def _sorted_upto_rows(upto: int) -> list[tuple[str, dict[str, Any] | None]]:
+    return [
+        ("DELETE FROM tenantscope_meta WHERE key = 'trace_sorted_upto'", None),
+        ("INSERT INTO tenantscope_meta VALUES ('trace_sorted_upto', $v)", {"v": str(upto)}),
+    ]
 
 
 def _in_transaction(
