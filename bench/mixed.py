@@ -9,10 +9,10 @@ of the cached store ``bench/query.py --rows N`` made, so reads run over that muc
 then for ``--seconds``: sender threads post OTLP protobuf bodies of the demo generator
 paced to ``--rate`` spans/s (a pool of bodies is pre-generated; each send gives its spans
 fresh trace and response ids, so nothing is a duplicate, and moves each trace to end
-now), while ``--readers`` threads loop over the reads a dashboard user makes (tenants
-list over 7 days, one tenant's usage, the traces list, a trace by id, the overview and
-tenants pages). Every ``--interval`` seconds it prints the ingest rate reached, read
-latency p50/p95/p99 (all reads, and the tenants list alone) and the server's resident
+now), while ``--readers`` threads loop (back to back, or ``--think`` seconds apart) over
+the reads a user makes (tenants list over 7 days, one tenant's usage, the traces list, a
+trace by id, the overview and tenants pages). Every ``--interval`` seconds it prints the
+ingest rate reached, read latency p50/p95/p99 (all reads, and the tenants list alone) and the server's resident
 memory (VmRSS, sampled every second, max of the interval). At the end: the whole run's
 figures against the goals (tenants list p95 <= 100 ms, RSS <= 500 MB at every sample),
 and how long each read took in the app and waited there for answered records to reach
@@ -133,6 +133,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds each reader pauses between reads (0: back to back, a stress test)",
+    )
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--batch-spans", type=int, default=500)
     parser.add_argument("--pool", type=int, default=120, help="bodies pre-generated")
@@ -203,7 +209,7 @@ def main() -> int:
                 ("tenants page", "/tenants", {}),
             ]
             for i in itertools.count(r):
-                if stop.is_set():
+                if stop.is_set() or (args.think and stop.wait(args.think)):
                     return
                 name, path, params = reads[i % len(reads)]
                 t0 = time.perf_counter()
