@@ -12,12 +12,12 @@ fresh trace and response ids, so nothing is a duplicate, and moves each trace to
 now), while ``--readers`` threads loop (back to back, or ``--think`` seconds apart) over
 the reads a user makes (tenants list over 7 days, one tenant's usage, the traces list, a
 trace by id, the overview and tenants pages). Every ``--interval`` seconds it prints the
-ingest rate reached, read latency p50/p95/p99 (all reads, and the tenants list alone) and the server's resident
-memory (VmRSS, sampled every second, max of the interval). At the end: the whole run's
-figures against the goals (tenants list p95 <= 100 ms, RSS <= 500 MB at every sample),
-and how long each read took in the app and waited there for answered records to reach
-the store (the server's ``Server-Timing`` header); exit status 1 when one is missed.
-Tests never assert on timings; this prints them.
+ingest rate reached, read latency p50/p95/p99 (all reads, and the tenants list alone) and
+the server's resident memory (VmRSS, sampled every second, max of the interval). At the
+end: the whole run's figures against the goals (tenants list p95 <= 100 ms, RSS <= 500 MB
+at every sample), and how long each read took in the app and waited there for answered
+records to reach the store (the server's ``Server-Timing`` header); exit status 1 when one
+is missed. Tests never assert on timings; this prints them.
 """
 
 from __future__ import annotations
