@@ -18,7 +18,8 @@ from tenantscope.usage import TenantUsage, UsageQueryError, get_tenant_usage, li
 from tests.conftest import RunningServer, free_port
 
 NOW = datetime.now(timezone.utc)
-START, END = NOW - timedelta(hours=1), NOW + timedelta(minutes=5)
+# collected at import, used minutes later in a long run: the range reaches well past it
+START, END = NOW - timedelta(hours=1), NOW + timedelta(days=1)
 
 
 @pytest.fixture

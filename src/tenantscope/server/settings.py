@@ -76,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("duckdb_threads", lambda: 0, int, "DuckDB threads (0: one per core)"),
     Option(
         "duckdb_checkpoint_threshold",
-        lambda: "256MB",
+        lambda: "128MB",
         str,
         "write-ahead log size at which DuckDB folds it into the event file",
     ),
