@@ -109,52 +109,42 @@ def sources(
     split = _split(rng, tf)
     t = tf.and_sql()
     params = dict(split.params)
-    counted = f" AND {rollups.COUNTED}"
-    if not split.edges:
-        return Sources(
-            hourly=f"(SELECT {rollups.HOURLY_COLUMNS} FROM rollup_hourly WHERE {split.whole}{t})",
-            latency=(
-                f"(SELECT tenant_id, hour, bucket, n FROM rollup_latency WHERE {split.whole}{t})"
-            ),
-            sessions=(
-                f"(SELECT tenant_id, hour, session_id, n FROM rollup_sessions"
-                f" WHERE {split.whole}{t})"
-            ),
-            params=params,
-        )
-    in_range = "start_time >= :r_start AND start_time < :r_end"
-    if straddling is None:  # every key of the edge hours
-        rolled = f"{split.whole}{t}"
-        raw: str | None = f"{in_range} AND (start_time < :r_h0 OR start_time >= :r_h1){t}"
-    else:
+    edges = "(start_time < :r_h0 OR start_time >= :r_h1)"
+    rolled, raw = f"{split.whole}{t}", None  # whole hours only
+    if split.edges and straddling is None:  # every key of the edge hours from records
+        raw = f"start_time >= :r_start AND start_time < :r_end AND {edges}{t}"
+    elif split.edges:
         params.update({f"r_e{i}": h for i, h in enumerate(split.edges)})
         in_edges = "hour IN (" + ", ".join(f":r_e{i}" for i in range(len(split.edges))) + ")"
         rolled = f"({split.whole} OR {in_edges}){t}"
-        raw = None
         if straddling:
             params.update(r_st_t=[k[0] for k in straddling], r_st_h=[k[1] for k in straddling])
             keys = "(SELECT unnest(:r_st_t) AS t, unnest(:r_st_h) AS h)"
             rolled = f"({split.whole} OR ({in_edges} AND (tenant_id, hour) NOT IN {keys})){t}"
             raw = (
-                f"{in_range} AND (start_time < :r_h0 OR start_time >= :r_h1)"
+                f"start_time >= :r_start AND start_time < :r_end AND {edges}"
                 f" AND (tenant_id, date_trunc('hour', start_time)) IN {keys}{t}"
             )
 
-    def union(rolled_sql: str, raw_sql: str) -> str:
-        return f"({rolled_sql})" if raw is None else f"({rolled_sql} UNION ALL {raw_sql})"
+    def union(table: str, columns: str, row: str, only: str = "") -> str:
+        rollup = f"SELECT {columns} FROM {table} WHERE {rolled}"
+        if raw is None:
+            return f"({rollup})"
+        return f"({rollup} UNION ALL SELECT {row} FROM records WHERE {raw}{only})"
 
     return Sources(
-        hourly=union(
-            f"SELECT {rollups.HOURLY_COLUMNS} FROM rollup_hourly WHERE {rolled}",
-            f"SELECT {rollups.HOURLY_ROW} FROM records WHERE {raw}",
-        ),
+        hourly=union("rollup_hourly", rollups.HOURLY_COLUMNS, rollups.HOURLY_ROW),
         latency=union(
-            f"SELECT tenant_id, hour, bucket, n FROM rollup_latency WHERE {rolled}",
-            f"SELECT {rollups.LATENCY_ROW} FROM records WHERE {raw}{counted}",
+            "rollup_latency",
+            "tenant_id, hour, bucket, n",
+            rollups.LATENCY_ROW,
+            f" AND {rollups.COUNTED}",
         ),
         sessions=union(
-            f"SELECT tenant_id, hour, session_id, n FROM rollup_sessions WHERE {rolled}",
-            f"SELECT {rollups.SESSION_ROW} FROM records WHERE {raw} AND session_id <> ''",
+            "rollup_sessions",
+            "tenant_id, hour, session_id, n",
+            rollups.SESSION_ROW,
+            " AND session_id <> ''",
         ),
         params=params,
     )

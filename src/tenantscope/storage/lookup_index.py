@@ -4,10 +4,11 @@ Trace and response ids are random, and ``records`` is in time order, so finding 
 records with one of a batch's ids means reading the id column of every record in the
 look-up window: per write batch that grew with the data (the writer looks for the
 batch's traces within hours, for copies of its responses within a day). An index row is
-(hash of the id, first and last start time of its records in one write batch): a 24-byte
-row per trace or response instead of a text column per record. A look-up first finds
-which ids have index rows overlapping the window (almost always none: a new trace's spans
-arrive together), then reads ``records`` for those ids only, within their own time range.
+(hash of the id, first and last start time of its records in one write batch, and that
+batch's number): a 32-byte row per trace or response instead of a text column per
+record. A look-up first finds which ids have index rows overlapping the window (almost
+always none: a new trace's spans arrive together), then reads ``records`` for those ids
+only, within their own time range.
 
 The rows stay in the order they were written (about time order), so zone maps on
 ``first``/``last`` skip everything outside a window. Rows are never rewritten: a replaced
