@@ -4,20 +4,24 @@
     python bench/mixed.py --rate 20000 --seconds 120
     python bench/mixed.py --rows 10000000                  # over a copy of bench/query.py's store
 
-Starts ``tenantscope serve`` on a free port (a temporary data dir; with ``--rows`` a copy
-of the cached store ``bench/query.py --rows N`` made, so reads run over that much data),
-then for ``--seconds``: sender threads post OTLP protobuf bodies of the demo generator
-paced to ``--rate`` spans/s (a pool of bodies is pre-generated; each send gives its spans
-fresh trace and response ids, so nothing is a duplicate, and moves each trace to end
-now), while ``--readers`` threads loop (back to back, or ``--think`` seconds apart) over
-the reads a user makes (tenants list over 7 days, one tenant's usage, the traces list, a
-trace by id, the overview and tenants pages). Every ``--interval`` seconds it prints the
-ingest rate reached, read latency p50/p95/p99 (all reads, and the tenants list alone) and
-the server's resident memory (VmRSS, sampled every second, max of the interval). At the
-end: the whole run's figures against the goals (tenants list p95 <= 100 ms, RSS <= 500 MB
-at every sample), and how long each read took in the app and waited there for answered
-records to reach the store (the server's ``Server-Timing`` header); exit status 1 when one
-is missed. Tests never assert on timings; this prints them.
+Starts ``tenantscope serve`` on a free port (a temporary data dir; with ``--rows`` a
+copy of the cached store ``bench/query.py --rows N`` made, so reads run over that much
+data), then for ``--seconds``: sender threads post (with an ingest key, as instrumented
+apps do) OTLP protobuf bodies of the demo generator paced to ``--rate`` spans/s (a pool
+of bodies is pre-generated; each send gives its spans fresh trace and response ids, so
+nothing is a duplicate, and moves each trace to end now), while ``--readers`` threads
+loop (back to back, or ``--think`` seconds apart) over the reads a user makes (tenants
+list over 7 days, one tenant's usage, the traces list, a trace by id, the overview and
+tenants pages). Every ``--interval`` seconds it prints the ingest rate reached, read
+latency p50/p95/p99 (all reads, and the tenants list alone) and the server's resident
+memory (VmRSS, sampled every second, max of the interval). At the end: the whole run's
+figures against the goals (tenants list p95 <= 100 ms, RSS <= 500 MB at every sample),
+and how long each read took in the app and waited there for answered records to reach
+the store (the server's ``Server-Timing`` header); exit status 1 when one
+is missed. Readers use an admin key, so they wait for spans answered more than
+``TENANTSCOPE_READ_LAG_MS`` before them; ``--strict`` makes every read wait for every
+answered span, as ``Tenantscope-Consistency: strict`` does. Tests never assert on
+timings; this prints them.
 """
 
 from __future__ import annotations
@@ -139,6 +143,11 @@ def main() -> int:
         default=0.0,
         help="seconds each reader pauses between reads (0: back to back, a stress test)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="every read waits for every answered span (TENANTSCOPE_READ_LAG_MS=0)",
+    )
     parser.add_argument("--senders", type=int, default=2)
     parser.add_argument("--batch-spans", type=int, default=500)
     parser.add_argument("--pool", type=int, default=120, help="bodies pre-generated")
@@ -160,9 +169,13 @@ def main() -> int:
             )
         shutil.copyfile(cached, data / "events.duckdb")  # a copy: this run writes to it
         shutil.copyfile(cached.with_suffix(".config.sqlite"), data / "config.db")
-    key = admin_key(data, "bench/mixed.py")
-    proc, url = start_serve(data, {"TENANTSCOPE_LOG_LEVEL": "warning"})
-    auth = {"authorization": f"Bearer {key}"}
+    # senders use an ingest key, as instrumented apps do; readers an admin key, as people
+    ingest = {"authorization": f"Bearer {admin_key(data, 'bench/mixed.py ingest', 'ingest')}"}
+    auth = {"authorization": f"Bearer {admin_key(data, 'bench/mixed.py')}"}
+    env = {"TENANTSCOPE_LOG_LEVEL": "warning"}
+    if args.strict:
+        env["TENANTSCOPE_READ_LAG_MS"] = "0"
+    proc, url = start_serve(data, env)
     print(f"started tenantscope serve at {url} (pid {proc.pid}), data dir {data}")
 
     stop = threading.Event()
@@ -175,7 +188,7 @@ def main() -> int:
     per_sender = args.rate / args.senders
 
     def sender() -> None:
-        headers = {"content-type": "application/x-protobuf", **auth}
+        headers = {"content-type": "application/x-protobuf", **ingest}
         with httpx.Client(base_url=url, timeout=120) as client:
             start, done = time.perf_counter(), 0
             while not stop.is_set():

@@ -143,6 +143,37 @@ def test_the_writer_answers_once_logged_and_reads_wait_for_the_store(tmp_path: P
     assert not list((tmp_path / "wal").glob("*.arrows"))  # a clean stop leaves no log
 
 
+def test_a_read_waits_for_its_senders_writes_and_for_those_older_than_the_lag(
+    tmp_path: Path,
+) -> None:
+    store = DuckDBEventStore(tmp_path / "events.duckdb")
+    w = BatchWriter(store, lambda r: None, wal=WriteAheadLog(tmp_path / "wal"), linger=60.0)
+    w.start()
+    try:
+        asyncio.run(w.write_table(_table(0, 3), sender="key-a"))
+        # another reader, a minute of lag: nothing to wait for, the writer keeps lingering
+        asyncio.run(w.wait_applied(reader="key-b", lag=60.0))
+        assert _stored_ids(store) == []
+        asyncio.run(w.wait_applied(reader=None, lag=60.0))
+        assert _stored_ids(store) == []
+        # the sender reads its own writes
+        asyncio.run(w.wait_applied(reader="key-a", lag=60.0))
+        assert len(_stored_ids(store)) == 3
+        # answered longer ago than the lag: every reader waits for them
+        asyncio.run(w.write_table(_table(3, 2), sender="key-a"))
+        time.sleep(0.2)
+        asyncio.run(w.wait_applied(reader="key-b", lag=0.1))
+        assert len(_stored_ids(store)) == 5
+        # no lag: every answered record
+        asyncio.run(w.write_table(_table(5, 2), sender="key-a"))
+        asyncio.run(w.wait_applied(reader="key-b"))
+        assert len(_stored_ids(store)) == 7
+        assert w._last_of == {}  # senders are forgotten once their writes are stored
+    finally:
+        w.stop()
+        store.close()
+
+
 def test_logged_spans_left_by_a_stopped_writer_are_stored_at_the_next_start(
     tmp_path: Path,
 ) -> None:

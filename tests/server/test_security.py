@@ -249,7 +249,12 @@ def _spans(tenant: str) -> list[ReadableSpan]:
 
 
 def _stored_traces(srv: RunningServer, tenant: str) -> set[str]:
-    resp = srv.client.get("/api/traces", params={"tenant_id": tenant, "limit": 1000})
+    # spans sent with another key: a read waits for them when it asks to be strict
+    resp = srv.client.get(
+        "/api/traces",
+        params={"tenant_id": tenant, "limit": 1000},
+        headers={"tenantscope-consistency": "strict"},
+    )
     assert resp.status_code == 200
     return {t["trace_id"] for t in resp.json()["items"]}
 

@@ -12,13 +12,15 @@ answered when the batch holding its records is committed to the store. ``write_t
 answered when its records are in the log and fsynced (``ingest/wal.py``); a second thread
 does that, for all requests waiting, with one fsync. The store batches then wait up to
 ``linger`` seconds to grow, since a store batch costs about the same for 500 rows as for
-5,000. Reads stay exact: ``wait_applied`` returns once every answered record is in the
-store, and the API and pages call it first.
+5,000. Reads see their own writes: ``wait_applied`` returns once the records answered
+to the reading key are in the store, and those answered to anyone more than a set lag
+ago (or, with no lag, every answered record); the API and pages call it first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import queue
@@ -84,6 +86,8 @@ class _Job:
     table: pa.Table | None = None
     # the write-ahead log segment holding the table once it is logged (request answered)
     segment: str | None = None
+    # who sent it (an API key id, "" without keys): that caller's reads wait for it
+    sender: str | None = None
 
     @property
     def size(self) -> int:
@@ -230,6 +234,10 @@ class BatchWriter:
         self._state = threading.Condition()
         self._acked = 0
         self._applied = 0
+        # of the logged jobs not yet stored: (number, when answered), in order, and the
+        # number of each sender's last one
+        self._answered: collections.deque[tuple[int, float]] = collections.deque()
+        self._last_of: dict[str, int] = {}
         self._unapplied_rows = 0
         self._waiters: list[tuple[int, Future[None]]] = []
         self.batches = 0
@@ -314,17 +322,18 @@ class BatchWriter:
     async def write(self, records: Sequence[UsageRecord], *, resolved: bool = False) -> WriteResult:
         return await asyncio.wrap_future(self.submit(records, resolved=resolved))
 
-    async def write_table(self, table: pa.Table) -> WriteResult:
+    async def write_table(self, table: pa.Table, *, sender: str | None = None) -> WriteResult:
         """Like ``write`` for records already priced, resolved among themselves and
         converted with ``records_to_arrow`` (what the decode workers hand back). With a
         write-ahead log the answer comes once they are logged, and counts every row as
-        accepted: copies of stored records are dropped later, when they are stored."""
+        accepted: copies of stored records are dropped later, when they are stored.
+        ``sender``: who sent them (``wait_applied``'s ``reader``)."""
         fut: Future[WriteResult] = Future()
         if table.num_rows == 0:
             return WriteResult(0, 0)
         if not self.running:
             raise Unavailable("the ingest writer is not running")
-        job = _Job([], fut, True, table)
+        job = _Job([], fut, True, table, sender=sender)
         (self._queue if self._wal is None else self._log_queue).put(job)
         return await asyncio.wrap_future(fut)
 
@@ -349,23 +358,30 @@ class BatchWriter:
                 f" ({self.apply_error or 'busy'}); retry later"
             )
 
-    def write_logged(self, logged: Logged) -> WriteResult:
+    def write_logged(self, logged: Logged, *, sender: str | None = None) -> WriteResult:
         """Take a batch a decode worker logged (answered once this returns): it is read
-        from the log and queued for the store."""
+        from the log and queued for the store. ``sender`` as for ``write_table``."""
         if self._wal is None or not self.running:
             raise Unavailable("the ingest writer is not running")
         table = self._wal.adopt(logged)
-        self._enqueue_logged([_Job([], Future(), True, table, segment=logged.segment)])
+        self._enqueue_logged(
+            [_Job([], Future(), True, table, segment=logged.segment, sender=sender)]
+        )
         return WriteResult(logged.rows, 0)
 
     def write_sync(self, records: Sequence[UsageRecord], timeout: float = 60.0) -> WriteResult:
         return self.submit(records).result(timeout)
 
-    async def wait_applied(self, timeout: float = READ_WAIT_S) -> None:
-        """Return once every record answered so far is in the store (at most ``timeout``
-        seconds: then the store is failing or far behind, and the read goes ahead)."""
+    async def wait_applied(
+        self, timeout: float = READ_WAIT_S, *, reader: str | None = None, lag: float = 0.0
+    ) -> None:
+        """Return once the records a read must see are in the store: with no ``lag``,
+        every record answered so far; else those answered to ``reader`` (the sender it
+        is: a read sees its own writes) and those answered to anyone more than ``lag``
+        seconds ago. At most ``timeout`` seconds: then the store is failing or far
+        behind, and the read goes ahead."""
         with self._state:
-            target = self._acked
+            target = self._target(reader, lag)
             if self._applied >= target:
                 return
             fut: Future[None] = Future()
@@ -378,6 +394,18 @@ class BatchWriter:
                 "a read went ahead before all answered records were stored (%s)",
                 self.apply_error or "the store is behind",
             )
+
+    def _target(self, reader: str | None, lag: float) -> int:
+        """The number of the last answered job a read waits for (under ``_state``)."""
+        if lag <= 0:
+            return self._acked
+        target = self._last_of.get(reader, 0) if reader is not None else 0
+        cutoff = time.monotonic() - lag
+        for number, answered in self._answered:  # in order of number and of time
+            if answered > cutoff:
+                break
+            target = max(target, number)
+        return target
 
     # -- the log thread ----------------------------------------------------------------
     def _log_run(self) -> None:
@@ -421,10 +449,14 @@ class BatchWriter:
     def _enqueue_logged(self, jobs: list[_Job]) -> None:
         # counted and queued in one step, before the requests are answered: a read after
         # an answer waits for that request's job (jobs are stored in queue order)
+        now = time.monotonic()
         with self._state:
             self._unapplied_rows += sum(j.size for j in jobs)
-            self._acked += len(jobs)
             for job in jobs:
+                self._acked += 1
+                self._answered.append((self._acked, now))
+                if job.sender is not None:
+                    self._last_of[job.sender] = self._acked
                 self._queue.put(job)
 
     # -- the writer thread -------------------------------------------------------------
@@ -510,6 +542,10 @@ class BatchWriter:
         with self._state:
             self._applied += len(jobs)
             self._unapplied_rows -= sum(j.size for j in jobs)
+            while self._answered and self._answered[0][0] <= self._applied:
+                self._answered.popleft()
+            for sender in [s for s, n in self._last_of.items() if n <= self._applied]:
+                del self._last_of[sender]
             ready = [f for t, f in self._waiters if t <= self._applied]
             self._waiters = [(t, f) for t, f in self._waiters if t > self._applied]
             self._state.notify_all()

@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import Scope
 
-from tenantscope.errors import Forbidden, LoginRequired, TooManyRequests, Unauthorized
+from tenantscope.errors import BadRequest, Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
 from tenantscope.server.headers import STORE_WAIT_MS
 from tenantscope.server.keys import INSECURE, Principal, split_token
@@ -242,10 +242,30 @@ async def authorize(request: Request) -> None:
     if not principal.can(rule):
         raise Forbidden(f"a {principal.role} key may not use {path}")
     if rule in ("read", "read_all"):
-        # what was answered before this request is what it reads (ingest/writer.py)
+        # what was answered to this caller before this request, and to anyone a moment
+        # longer before (or, asked for, everything answered), is what it reads
         began = time.perf_counter()
-        await svc.writer.wait_applied()
+        await svc.writer.wait_applied(
+            reader=principal.key_id or "", lag=read_lag(request.headers, svc)
+        )
         setattr(request.state, STORE_WAIT_MS, (time.perf_counter() - began) * 1000)
+
+
+CONSISTENCY_HEADER = "tenantscope-consistency"
+
+
+def read_lag(headers: Headers, svc: Services) -> float:
+    """Seconds of others' answered writes a read may miss (``wait_applied``): the server's
+    ``read_lag_ms``, or none when the request asks ``Tenantscope-Consistency: strict``."""
+    asked = headers.get(CONSISTENCY_HEADER)
+    if asked is None:
+        return svc.settings.read_lag_ms / 1000.0
+    if asked.strip().lower() == "strict":
+        return 0.0
+    raise BadRequest(
+        f"Tenantscope-Consistency: {asked!r} is not known: send 'strict' (the read waits"
+        " for every span answered before it), or leave the header out"
+    )
 
 
 async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:

@@ -29,7 +29,11 @@ from tenantscope.server.settings import Settings
 DESCRIPTION = """Per-tenant cost, usage and SLA for LLM calls.
 
 Money is an exact decimal string in USD, times are RFC 3339 UTC, lists are
-`{"items": [...], "next_cursor": ...}`, errors are `{"error": {"code", "message"}}`."""
+`{"items": [...], "next_cursor": ...}`, errors are `{"error": {"code", "message"}}`.
+
+A read sees every span its own key sent, and every span any key sent more than
+`TENANTSCOPE_READ_LAG_MS` (1 s) before it; with the header
+`Tenantscope-Consistency: strict` it waits for every span answered before it."""
 
 
 def _no_self_telemetry() -> dict[str, Any]:

@@ -57,9 +57,9 @@ async def post_traces(request: Request) -> Response:
             body, ctype, encoding, limit, svc.price.snapshot(), svc.writer.wal_dir
         )
         if isinstance(result, Logged):
-            svc.writer.write_logged(result)
+            svc.writer.write_logged(result, sender=_sender(request))
         else:
-            await svc.writer.write_table(result)
+            await svc.writer.write_table(result, sender=_sender(request))
     else:
         records, rejected, errors = await svc.decoder.decode(body, ctype, encoding, limit)
         records, refused = await _bound_to_key_tenant(request, records, bound)
@@ -78,6 +78,12 @@ async def post_traces(request: Request) -> Response:
     if rejected:
         out["partialSuccess"] = {"rejectedSpans": rejected, "errorMessage": message}
     return JSONResponse(out)
+
+
+def _sender(request: Request) -> str:
+    """Who sends (its key id; "" without keys): its reads wait for what it sent."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return (principal.key_id if principal is not None else None) or ""
 
 
 def _bound_tenant(request: Request) -> str | None:

@@ -99,6 +99,13 @@ OPTIONS: tuple[Option, ...] = (
         "how long answered OTLP spans wait for more before one store batch takes them all",
     ),
     Option(
+        "read_lag_ms",
+        lambda: 1000.0,
+        float,
+        "a read waits until the spans its own key sent are stored, and those any key sent"
+        " more than this long before it (0: every read waits for every answered span)",
+    ),
+    Option(
         "trusted_proxies",
         lambda: (),
         _addresses,
@@ -154,6 +161,7 @@ class Settings:
     trace_window_hours: float
     ingest_workers: int
     ingest_linger_ms: float
+    read_lag_ms: float
     trusted_proxies: tuple[str, ...]
     keep_alive_timeout_s: float
     header_timeout_s: float
@@ -184,6 +192,8 @@ class Settings:
                 raise ConfigError(
                     f"TENANTSCOPE_{name.upper()} must be a positive number of seconds"
                 )
+        if not float(values["read_lag_ms"]) >= 0:
+            raise ConfigError("TENANTSCOPE_READ_LAG_MS must be 0 or more milliseconds")
         try:  # given as an argument: a string or a list, checked like the variable
             values["trusted_proxies"] = _addresses(values["trusted_proxies"])
         except ValueError as exc:

@@ -21,15 +21,16 @@ def free_port() -> int:
         return port
 
 
-def admin_key(data_dir: Path, name: str = "test") -> str:
-    """An admin key made in ``data_dir`` (before or while its server runs): the token."""
+def admin_key(data_dir: Path, name: str = "test", role: str = "admin") -> str:
+    """An admin key (or one of ``role``) made in ``data_dir`` (before or while its server
+    runs): the token."""
     from tenantscope.server.keys import issue_key
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteConfigStore(data_dir / "config.db")
     try:
-        return issue_key(store, "admin", name)[1]
+        return issue_key(store, role, name)[1]
     finally:
         store.close()
 
