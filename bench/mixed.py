@@ -131,6 +131,20 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its child processes (the decode workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=3000.0, help="spans/s to send")
@@ -244,6 +258,7 @@ def main() -> int:
     print(f"\n{'t s':>5} {'spans/s':>8} {'reads':>6} {'p50':>6} {'p95':>6} {'p99':>6}"
           f" {'tenants p95':>12} {'max RSS MB':>11}")  # fmt: skip
     missed = False
+    server_cpu0, bench_cpu0 = _cpu_s(proc.pid), time.process_time()
     try:
         for t in threads:
             t.start()
@@ -273,6 +288,9 @@ def main() -> int:
                 next_print += args.interval
     finally:
         stop.set()
+        server_cpu = _cpu_s(proc.pid) - server_cpu0
+        bench_cpu = time.process_time() - bench_cpu0
+        elapsed = time.perf_counter() - t0
         for t in threads:
             t.join(30)
         stop_serve(proc)
@@ -286,6 +304,9 @@ def main() -> int:
               f" {_pct(v, 0.99):7.1f}  ({len(v)})"
               f"   app {_pct(served, 0.5):6.1f} {_pct(served, 0.95):6.1f}"
               f"   wait {_pct(waits, 0.5):6.1f} {_pct(waits, 0.95):6.1f}")  # fmt: skip
+    cores = os.cpu_count() or 1
+    print(f"CPU over the run: server with its decode workers {server_cpu:.0f} s, this bench"
+          f" {bench_cpu:.0f} s, of {elapsed * cores:.0f} s ({cores} cores)")  # fmt: skip
     tl95 = _pct(all_reads.get("tenants list", []), 0.95)
     peak = max(all_rss, default=0.0)
     ok_reads, ok_rss = tl95 <= GOAL_TENANTS_P95_MS, peak <= GOAL_RSS_MB

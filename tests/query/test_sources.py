@@ -13,7 +13,13 @@ import pytest
 
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope
-from tenantscope.query.sources import Sources, TenantFilter, exact_sources, sources
+from tenantscope.query.sources import (
+    Sources,
+    TenantFilter,
+    exact_sources,
+    sources,
+    straddling_keys,
+)
 from tenantscope.records import UsageRecord
 from tenantscope.storage import rollups
 from tenantscope.storage.duckdb_events import DuckDBEventStore
@@ -98,6 +104,13 @@ def test_sources_equal_a_raw_scan_for_any_range_after_replacements(
         assert _from_sources(store, exact(store, window)) == expected, window
         # and with every edge hour read from records (many straddling keys)
         assert _from_sources(store, sources(window, TenantFilter())) == expected, window
+        # a filter adding tenant clauses straddles on the same keys, of its tenants only
+        # (the tenants list reuses its keys for the page it shows)
+        keys = straddling_keys(store.fetch, window, TenantFilter())
+        page = TenantFilter().add("list_contains(:page, tenant_id)", page=["a", "moved"])
+        assert keys is not None
+        mine = sorted(k for k in keys if k[0] in ("a", "moved"))
+        assert sorted(straddling_keys(store.fetch, window, page) or []) == mine, window
     # and narrowed by a tenant, as the tenant portal reads
     window = ranges[7]
     only_a = exact(store, window, TenantFilter.of(Scope.tenant("a")))

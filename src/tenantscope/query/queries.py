@@ -48,6 +48,8 @@ from tenantscope.query.sources import (
     TenantFilter,
     exact_sources,
     percentiles_sql,
+    sources,
+    straddling_keys,
 )
 from tenantscope.query.suggest import tenant_suggestions
 from tenantscope.query.traces import TraceFilters, TraceQueries
@@ -267,7 +269,8 @@ class Queries:
         lim = check_limit(limit)
         off = _offset(cursor)
         tf = self._tenant_filter(scope, tenant_id, q)
-        src = self._sources(rng, tf)
+        keys = straddling_keys(self._fetch, rng, tf)
+        src = sources(rng, tf, keys)
         # Distinct sessions and latency percentiles cost most; unless the list is sorted by
         # them, rank on the cheap totals first and compute them for the page only.
         expensive = col in ("sessions", "p95_ms")
@@ -279,12 +282,12 @@ class Queries:
         more = len(rows) > lim
         rows = rows[:lim]
         if rows and not expensive:
-            page = self._sources(
+            page_ids = [r["tenant_id"] for r in rows]
+            on_page = set(page_ids)
+            page = sources(
                 rng,
-                tf.add(
-                    self._d.contains("page_ids", "tenant_id"),
-                    page_ids=[r["tenant_id"] for r in rows],
-                ),
+                tf.add(self._d.contains("page_ids", "tenant_id"), page_ids=page_ids),
+                None if keys is None else [k for k in keys if k[0] in on_page],
             )
             extra = {
                 r["tenant_id"]: r for r in self._fetch(self._tenant_totals_sql(page), page.params)

@@ -97,9 +97,10 @@ def straddling_sql(rng: TimeRange, tf: TenantFilter) -> tuple[str, dict[str, Any
     )
 
 
-def sources(
-    rng: TimeRange, tf: TenantFilter, straddling: Sequence[tuple[str, datetime]] | None = None
-) -> Sources:
+Key = tuple[str, datetime]  # (tenant_id, edge hour)
+
+
+def sources(rng: TimeRange, tf: TenantFilter, straddling: Sequence[Key] | None = None) -> Sources:
     """The sources over ``rng``. ``straddling``: the keys ``straddling_sql`` found (read
     in the same snapshot as the sources), or None to read every edge hour from records.
 
@@ -154,19 +155,27 @@ def sources(
 MAX_STRADDLING = 1000
 
 
-def exact_sources(
-    fetch: Callable[[str, dict[str, Any]], list[dict[str, Any]]], rng: TimeRange, tf: TenantFilter
-) -> Sources:
-    """The sources of ``rng`` reading records only for the keys that straddle an end of
-    the range: ``fetch`` finds them first. Call it inside the snapshot of the reads that
-    use the sources (``EventStore.snapshot``), so both see the same records."""
+Fetch = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+
+
+def straddling_keys(fetch: Fetch, rng: TimeRange, tf: TenantFilter) -> list[Key] | None:
+    """The keys ``straddling_sql`` finds, read with ``fetch`` (None: too many, read the
+    edge hours whole). Call it inside the snapshot of the reads that use them
+    (``EventStore.snapshot``), so both see the same records. The keys of a filter that
+    adds tenant clauses to ``tf`` are these keys of its tenants."""
     found = straddling_sql(rng, tf)
     if found is None:
-        return sources(rng, tf, [])
+        return []
     rows = fetch(*found)
     if len(rows) > MAX_STRADDLING:  # as many keys as records, nearly: read the edges whole
-        return sources(rng, tf)
-    return sources(rng, tf, [(r["tenant_id"], r["hour"]) for r in rows])
+        return None
+    return [(r["tenant_id"], r["hour"]) for r in rows]
+
+
+def exact_sources(fetch: Fetch, rng: TimeRange, tf: TenantFilter) -> Sources:
+    """The sources of ``rng`` reading records only for the keys that straddle an end of
+    the range (``straddling_keys``, in the caller's snapshot)."""
+    return sources(rng, tf, straddling_keys(fetch, rng, tf))
 
 
 def percentiles_sql(latency: str, keys: str, qs: dict[str, float]) -> str:
