@@ -72,7 +72,12 @@ OPTIONS: tuple[Option, ...] = (
         "largest accepted ingest body after decompression (e.g. 16MiB)",
     ),
     Option("max_events", lambda: 1000, int, "most native events in one POST /v1/events"),
-    Option("duckdb_memory_limit", lambda: "300MB", str, "DuckDB memory_limit for the event store"),
+    Option(
+        "duckdb_memory_limit",
+        lambda: "200MB",
+        str,
+        "DuckDB memory_limit for the event store (the server holds about 250 MB besides)",
+    ),
     Option("duckdb_threads", lambda: 0, int, "DuckDB threads (0: one per core)"),
     Option(
         "duckdb_checkpoint_threshold",
