@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db", type=Path, default=None, help="cached store file")
     parser.add_argument("--fresh", action="store_true", help="regenerate even if cached")
-    parser.add_argument("--memory-limit", default="400MB", help="DuckDB memory_limit")
+    parser.add_argument("--memory-limit", default="200MB", help="DuckDB memory_limit")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--end", type=datetime.fromisoformat, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
