@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from tenantscope.testing.server import admin_key, start_serve, stop_serve
+from tenantscope.testing.server import make_key, start_serve, stop_serve
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def serve_bench_data(rows: int) -> Iterator[BenchServer]:
     data = Path(tempfile.mkdtemp(prefix="tenantscope-bench-serve-"))
     (data / "events.duckdb").symlink_to(db)
     shutil.copyfile(cfg, data / "config.db")  # a copy: the key made below stays with it
-    key = admin_key(data, "benchmark")
+    key = make_key(data, "benchmark")
     proc, url = start_serve(data, {"TENANTSCOPE_LOG_LEVEL": "warning"})
     try:
         meta = json.loads(Path(str(db) + ".meta.json").read_text())

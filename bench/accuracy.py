@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tenantscope.testing.conformance import SHAPES, Cell, load_fixtures, measure, replay
-from tenantscope.testing.server import admin_key, start_serve, stop_serve
+from tenantscope.testing.server import make_key, start_serve, stop_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "conformance" / "fixtures"
@@ -54,7 +54,7 @@ def _run(fixtures_dir: Path, rng: random.Random | None) -> list[Cell]:
     fixtures = load_fixtures(fixtures_dir)
     with tempfile.TemporaryDirectory(prefix="tenantscope-accuracy-") as tmp:
         data = Path(tmp)
-        key = admin_key(data, "accuracy")
+        key = make_key(data, "accuracy")
         proc, url = start_serve(data, {"TENANTSCOPE_LOG_LEVEL": "warning"})
         try:
             headers = {"authorization": f"Bearer {key}"}

@@ -30,7 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tenantscope.demo import demo_batches, demo_tenants
-from tenantscope.testing.server import admin_key, start_serve, stop_serve
+from tenantscope.testing.server import make_key, start_serve, stop_serve
 
 GOAL_SPANS_PER_S = 30_000.0
 # the key every request sends (an admin key: ingest, and /metrics for the stored count)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="tenantscope-bench-")
         data_dir = args.data_dir or Path(tmp.name if tmp else ".")
-        AUTH["authorization"] = f"Bearer {admin_key(data_dir, 'bench/ingest.py')}"
+        AUTH["authorization"] = f"Bearer {make_key(data_dir, 'bench/ingest.py')}"
         proc, url = start_serve(data_dir, {"TENANTSCOPE_LOG_LEVEL": "warning"})
         print(f"started tenantscope serve at {url}, data dir {data_dir}")
     elif args.api_key:

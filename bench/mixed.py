@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _serve import MissingData
 
 from tenantscope.demo import demo_batches, demo_tenants
-from tenantscope.testing.server import admin_key, start_serve, stop_serve
+from tenantscope.testing.server import make_key, start_serve, stop_serve
 
 GOAL_TENANTS_P95_MS = 100.0
 GOAL_RSS_MB = 500.0
@@ -184,8 +184,8 @@ def main() -> int:
         shutil.copyfile(cached, data / "events.duckdb")  # a copy: this run writes to it
         shutil.copyfile(cached.with_suffix(".config.sqlite"), data / "config.db")
     # senders use an ingest key, as instrumented apps do; readers an admin key, as people
-    ingest = {"authorization": f"Bearer {admin_key(data, 'bench/mixed.py ingest', 'ingest')}"}
-    auth = {"authorization": f"Bearer {admin_key(data, 'bench/mixed.py')}"}
+    ingest = {"authorization": f"Bearer {make_key(data, 'bench/mixed.py', role='ingest')}"}
+    auth = {"authorization": f"Bearer {make_key(data, 'bench/mixed.py')}"}
     env = {"TENANTSCOPE_LOG_LEVEL": "warning"}
     if args.strict:
         env["TENANTSCOPE_READ_LAG_MS"] = "0"

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from tenantscope.cli import app
 from tenantscope.server.services import Services
-from tenantscope.testing.server import admin_key, wait_ready
+from tenantscope.testing.server import make_key, wait_ready
 from tenantscope.testing.server import start_serve as serve_process
 from tests.conftest import free_port, make_settings
 from tests.query.seed import seed
@@ -286,7 +286,7 @@ class Served:
 def start_serve(data_dir: Path, **env: str) -> tuple[subprocess.Popen[bytes], Served]:
     """``tenantscope serve`` as a real subprocess on a free port, once it is ready, with
     an admin key for it."""
-    key = admin_key(data_dir)
+    key = make_key(data_dir)
     proc, url = serve_process(data_dir, env, timeout=30)
     return proc, Served(url, key)
 

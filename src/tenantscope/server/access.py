@@ -245,9 +245,7 @@ async def authorize(request: Request) -> None:
         # what was answered to this caller before this request, and to anyone a moment
         # longer before (or, asked for, everything answered), is what it reads
         began = time.perf_counter()
-        await svc.writer.wait_applied(
-            reader=principal.key_id or "", lag=read_lag(request.headers, svc)
-        )
+        await svc.writer.wait_applied(reader=principal.sender, lag=read_lag(request.headers, svc))
         setattr(request.state, STORE_WAIT_MS, (time.perf_counter() - began) * 1000)
 
 

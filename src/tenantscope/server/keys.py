@@ -56,6 +56,12 @@ class Principal:
         return Actor(kind, key_id=self.key_id, name=name, role=self.role)
 
     @property
+    def sender(self) -> str:
+        """Who this caller is to the writer (its key id, "" without keys): its reads wait
+        for what it sent (``BatchWriter.wait_applied``)."""
+        return self.key_id or ""
+
+    @property
     def scope(self) -> Scope:
         """The query scope: one tenant for tenant keys, everything for the others that
         may read. Never taken from a request parameter."""

@@ -81,9 +81,8 @@ async def post_traces(request: Request) -> Response:
 
 
 def _sender(request: Request) -> str:
-    """Who sends (its key id; "" without keys): its reads wait for what it sent."""
     principal: Principal | None = getattr(request.state, "principal", None)
-    return (principal.key_id if principal is not None else None) or ""
+    return "" if principal is None else principal.sender
 
 
 def _bound_tenant(request: Request) -> str | None:

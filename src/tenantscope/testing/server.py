@@ -21,9 +21,9 @@ def free_port() -> int:
         return port
 
 
-def admin_key(data_dir: Path, name: str = "test", role: str = "admin") -> str:
-    """An admin key (or one of ``role``) made in ``data_dir`` (before or while its server
-    runs): the token."""
+def make_key(data_dir: Path, name: str = "test", role: str = "admin") -> str:
+    """A key of ``role`` made in ``data_dir`` (before or while its server runs): the
+    token."""
     from tenantscope.server.keys import issue_key
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
