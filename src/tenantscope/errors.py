@@ -40,6 +40,22 @@ class ValidationFailed(BadRequest):
     code = "validation_failed"
 
 
+class InvalidFields(TenantscopeError):
+    """A definition (an alert rule, a contact point) with wrong fields: every wrong field
+    is named at once in ``details["fields"]`` (field -> what to fix), so a form or a
+    client can show them all."""
+
+    status = 422
+    code = "invalid_fields"
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__(
+            "; ".join(f"{field}: {message}" for field, message in problems.items()),
+            details={"fields": dict(problems)},
+        )
+        self.problems = dict(problems)
+
+
 class Unauthorized(TenantscopeError):
     status = 401
     code = "unauthorized"
