@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tenantscope import __version__
+from tenantscope.cli_alerts import alerts_app
 from tenantscope.cli_audit import audit
 from tenantscope.cli_common import (
     DataDirOpt,
@@ -49,6 +50,7 @@ app.add_typer(prices_app, name="prices")
 keys_app = typer.Typer(help="API keys and their roles (works while the server runs).")
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit)
+app.add_typer(alerts_app, name="alerts")
 
 
 def _events(settings: Settings) -> EventStore:

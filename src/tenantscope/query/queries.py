@@ -53,6 +53,7 @@ from tenantscope.query.sources import (
 )
 from tenantscope.query.suggest import tenant_suggestions
 from tenantscope.query.traces import TraceFilters, TraceQueries
+from tenantscope.query.windows import WindowQueries
 from tenantscope.storage.base import ConfigStore, EventStore, TenantConfig
 from tenantscope.storage.rollups import COUNTED, LATENCY_BASE
 
@@ -135,6 +136,8 @@ class Queries:
         d = events.dialect
         self._d = d
         self._traces = TraceQueries(events)
+        # the figures alert rules compare (query/windows.py)
+        self.windows = WindowQueries(events, config)
         # Sums for user and session lists (no percentiles: the lists don't show them, and
         # a quantile per group is the costliest part of such a scan).
         self._actor_sums_sql = f"""

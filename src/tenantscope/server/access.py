@@ -29,6 +29,9 @@ from tenantscope.server.services import Services, services_of
 from tenantscope.server.sessions import SESSION_COOKIE
 
 PUBLIC = "public"  # no key: health, static files, the login page, the API reference
+# configuration admins change and readers may see (alert rules): GET and HEAD need
+# read_all, any other method admin
+CONFIG = "config"
 # capability a route needs -> see keys.CAN for which roles have it
 RULES: dict[str, str] = {
     # health and reference
@@ -59,6 +62,14 @@ RULES: dict[str, str] = {
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
     "/api/audit": "admin",
+    "/api/alerts/rules": CONFIG,
+    "/api/alerts/rules/{rule_id}": CONFIG,
+    "/api/alerts/rules/{rule_id}/silence": CONFIG,
+    "/api/alerts/instances": CONFIG,
+    "/api/alerts/history": CONFIG,
+    "/api/alerts/contacts": CONFIG,
+    "/api/alerts/contacts/{contact_id}": CONFIG,
+    "/api/alerts/contacts/{contact_id}/test": CONFIG,
     # dashboard
     "/": "read",
     "/tenants": "read_all",
@@ -220,6 +231,8 @@ async def authorize(request: Request) -> None:
     rule = RULES.get(path)
     if rule is None:
         raise Forbidden(f"{path or request.url.path} has no access rule; refused")
+    if rule == CONFIG:
+        rule = "read_all" if request.method in ("GET", "HEAD") else "admin"
     svc = services_of(request)
     insecure = svc.settings.insecure_no_auth
     # public routes look only at the session (the sign-in page redirects a signed-in

@@ -14,6 +14,7 @@ from tenantscope import __version__
 from tenantscope.dashboard import admin, apidocs, assets, compare, login, pages, tenant_picker
 from tenantscope.server import (
     errors,
+    routes_alerts,
     routes_api,
     routes_audit,
     routes_health,
@@ -104,6 +105,7 @@ def create_app(
     app.include_router(routes_api.router)
     app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_alerts.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(admin.router)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from tenantscope.alerts.delivery import Deliverer
+from tenantscope.alerts.evaluator import Evaluator
 from tenantscope.ingest.pool import DecodePool
 from tenantscope.ingest.wal import WriteAheadLog
 from tenantscope.ingest.writer import BatchWriter
@@ -74,6 +76,8 @@ class Services:
     price: LivePricer
     keys: KeyChecker
     sessions: SessionSigner
+    evaluator: Evaluator | None = None
+    deliverer: Deliverer | None = None
     _closed: bool = False
 
     @classmethod
@@ -111,16 +115,32 @@ class Services:
         if start_writer:
             try:
                 writer.start()  # first stores what a stopped server left in its log
+                if settings.alerts:
+                    svc.start_alerts()
             except BaseException:
                 svc.close()
                 raise
         return svc
+
+    def start_alerts(self) -> None:
+        """The alert evaluator and its delivery thread (they act only while this process
+        holds the evaluator lease of the config store)."""
+        self.evaluator = Evaluator(
+            self.queries, self.config, dashboard_url=self.settings.dashboard_url
+        )
+        self.deliverer = Deliverer(self.config.alerts, self.evaluator)
+        self.evaluator.start()
+        self.deliverer.start()
 
     def close(self) -> None:
         """Idempotent: the app's shutdown and the command that opened these both call it."""
         if self._closed:
             return
         self._closed = True
+        if self.deliverer is not None:
+            self.deliverer.stop()
+        if self.evaluator is not None:
+            self.evaluator.stop()
         self.decoder.close()
         self.writer.stop()
         self.events.close()

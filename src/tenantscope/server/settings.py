@@ -49,6 +49,10 @@ def _addresses(value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     name: str
@@ -137,11 +141,25 @@ OPTIONS: tuple[Option, ...] = (
         "how long a client has to send a whole request body; later: 408 and the"
         " connection is closed",
     ),
+    Option(
+        "public_url",
+        lambda: "",
+        str,
+        "the dashboard's address as users reach it (e.g. https://usage.example.com), for"
+        " links in alert notifications (default: http://HOST:PORT)",
+    ),
+    Option(
+        "alerts",
+        lambda: True,
+        _flag,
+        "evaluate alert rules and send notifications in this server (off: a replica that"
+        " only serves; the evaluator runs once per config store anyway, by lease)",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
         lambda: False,
-        lambda text: text.strip().lower() in ("1", "true", "yes", "on"),
+        _flag,
         "serve without API keys (every caller is admin); loopback addresses only",
     ),
 )
@@ -171,6 +189,8 @@ class Settings:
     keep_alive_timeout_s: float
     header_timeout_s: float
     body_timeout_s: float
+    public_url: str
+    alerts: bool
     log_level: str
     insecure_no_auth: bool
 
@@ -208,7 +228,19 @@ class Settings:
                 f"--insecure-no-auth serves without keys, so it only binds to loopback;"
                 f" refusing host {values['host']!r} (use 127.0.0.1, or create keys instead)"
             )
+        url = str(values["public_url"]).strip().rstrip("/")
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError("TENANTSCOPE_PUBLIC_URL must start with http:// or https://")
+        values["public_url"] = url
         return cls(**values)
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where links in notifications point."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def events_path(self) -> Path:

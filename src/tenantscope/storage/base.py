@@ -14,11 +14,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pyarrow as pa
 
 from tenantscope.records import UsageRecord
+
+if TYPE_CHECKING:
+    from tenantscope.storage.alert_state import AlertStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,13 @@ AuditAction = Literal[
     "price_override.delete",
     "key.create",
     "key.revoke",
+    "alert_rule.create",
+    "alert_rule.update",
+    "alert_rule.delete",
+    "alert_rule.silence",
+    "contact_point.create",
+    "contact_point.update",
+    "contact_point.delete",
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
@@ -283,10 +293,15 @@ class AuditEntry:
 
 class ConfigStore(abc.ABC):
     """Tenant configuration, price overrides and API keys, and the audit log of their
-    changes. Every method is its own transaction; every method that changes something
+    changes; ``alerts`` holds the alerts' rules and state (``storage/alert_state.py``).
+    Every method is its own transaction; every method that changes something
     writes its audit entry in that same transaction (``actor`` says who), so no change
     is stored without its entry, or the other way round. The audit log is append-only:
     there is no method to change or remove an entry."""
+
+    @property
+    @abc.abstractmethod
+    def alerts(self) -> AlertStore: ...
 
     @abc.abstractmethod
     def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...

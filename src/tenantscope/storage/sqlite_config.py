@@ -34,6 +34,7 @@ from tenantscope.storage.base import (
     PriceOverride,
     TenantConfig,
 )
+from tenantscope.storage.sql_alerts import SqlAlertStore
 from tenantscope.storage.validation import (
     MAX_LABEL,
     MAX_TENANT_ID,
@@ -217,6 +218,11 @@ class SQLiteConfigStore(ConfigStore):
         if self._engine.dialect.name == "sqlite":
             _install_sqlite_hooks(self._engine)
         self._migrate()
+        self._alerts = SqlAlertStore(self)
+
+    @property
+    def alerts(self) -> SqlAlertStore:
+        return self._alerts
 
     def _migrate(self) -> None:
         cfg = _alembic_config()
