@@ -125,10 +125,13 @@ def test_a_per_tenant_rule_fires_for_the_breaching_tenant_only_and_notifies_once
     later = NOW + timedelta(minutes=6)
     svc.writer.write_sync(calls("apex-legal", [200] * 10, at=later - timedelta(seconds=30)))
     ev.run_once(later)
+    # techstart sent nothing in this window: no data (then dropped, as nothing fires)
     assert {i.key: i.state for i in svc.config.alerts.instances(rule_id)} == {
         "apex-legal": "ok",
-        "techstart": "ok",
+        "techstart": "no_data",
     }
+    ev.run_once(later + timedelta(seconds=60))
+    assert [i.key for i in svc.config.alerts.instances(rule_id)] == ["apex-legal"]
     events = [o.payload["event"] for o in svc.config.alerts.due_notifications(later)]
     assert events == ["firing", "resolved"]
     changes = [
@@ -149,7 +152,8 @@ def test_the_figure_is_the_query_layers_and_scope_trace_reads_root_spans(svc: Se
     (cost,) = svc.config.alerts.instances(cost_rule)
     day = TimeRange(NOW - timedelta(minutes=5), NOW)
     tenants = svc.queries.tenants(Scope.all(), day).items
-    assert cost.value == tenants[0].cost_usd == Decimal("0.04")
+    # priced by ingest (the catalog's gpt-4o price), summed as the tenants list sums it
+    assert cost.value == tenants[0].cost_usd and cost.value > 0
 
 
 def test_min_requests_turns_too_few_calls_into_no_data(svc: Services) -> None:
@@ -175,10 +179,11 @@ def test_filters_select_the_calls_and_a_tier_selects_its_tenants(svc: Services) 
 
 
 def test_budget_used_is_the_month_to_date_cost_over_the_tenants_budget(svc: Services) -> None:
-    svc.config.set_tenant("apex-legal", monthly_budget_usd=Decimal("0.50"))
-    svc.writer.write_sync(
-        calls("apex-legal", [100] * 20, at=NOW - timedelta(minutes=1), cost="0.02")
-    )
+    svc.writer.write_sync(calls("apex-legal", [100] * 20, at=NOW - timedelta(minutes=1)))
+    month = TimeRange(NOW.replace(day=1, hour=0, minute=0, second=0), NOW)
+    spent = svc.queries.tenants(Scope.all(), month).items[0].cost_usd
+    assert spent is not None and spent > 0
+    svc.config.set_tenant("apex-legal", monthly_budget_usd=(spent * Decimal("1.25")).normalize())
     rule_id = _rule(svc, metric="budget_used", per_tenant=True, threshold=80, warning=50)
     Evaluator(svc.queries, svc.config).run_once(NOW)
     (inst,) = svc.config.alerts.instances(rule_id)

@@ -52,7 +52,7 @@ def test_a_pending_period_must_hold_before_firing_and_a_short_breach_sends_nothi
 
 
 def test_keep_firing_for_holds_a_firing_alert_after_it_clears() -> None:
-    rule = _rule(keep_firing_s=120)
+    rule = _rule(keep_firing_s=150)
     assert [s for s, _ in _run(rule, [2500, 100, 100, 100])] == ["firing", "firing", "firing", "ok"]
 
 

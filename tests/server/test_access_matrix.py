@@ -263,6 +263,14 @@ KIND: dict[str, str] = {
     "/api/keys": "admin",
     "/api/keys/{key_id}": "admin",
     "/api/audit": "admin",
+    "/api/alerts/rules": "config_api",
+    "/api/alerts/rules/{rule_id}": "config_api",
+    "/api/alerts/rules/{rule_id}/silence": "config_api",
+    "/api/alerts/instances": "config_api",
+    "/api/alerts/history": "config_api",
+    "/api/alerts/contacts": "config_api",
+    "/api/alerts/contacts/{contact_id}": "config_api",
+    "/api/alerts/contacts/{contact_id}/test": "config_api",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",
@@ -299,6 +307,7 @@ RULE_OF_KIND = {
     "ingest": "ingest",
     "api": "read",
     "admin": "admin",
+    "config_api": access.CONFIG,
     "page": "read",
     "page_all": "read_all",
     "redirect_all": "read_all",
@@ -484,6 +493,8 @@ def _fill(path: str, t: Tenant, key_id: str) -> str:
         path.replace("{tenant_id:path}", quote(t.tenant_id, safe=""))
         .replace("{trace_id}", t.trace_ids()[0])
         .replace("{key_id}", key_id)
+        .replace("{rule_id}", "1")
+        .replace("{contact_id}", "1")
         .replace("{name:path}", "app.css")
     )
 
@@ -641,6 +652,16 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         if role != "admin":
             return 403
         return 201 if probe.method == "POST" else 200
+    if kind == "config_api":  # alert rules: readers read, admins write
+        if not writes:
+            if role not in ("admin", "reader"):
+                return 403
+            # rule 1 / contact point 1 exist until an admin's DELETE probe removes them
+            return {200, 404} if "{" in route.path else 200
+        if role != "admin":
+            return 403
+        # an empty body or an id that does not exist: said what to fix
+        return {200, 201, 204, 404, 409, 422}
     if kind in ("machine_all", "api_all", "page_all"):
         return 200 if role in ("admin", "reader") else 403
     if kind == "redirect_all":  # the tenant selector answers with the page to go to

@@ -138,12 +138,12 @@ def test_a_silence_is_set_and_lifted(server: RunningServer) -> None:
         json={"name": "each", "metric": "cost", "threshold": 5, "per_tenant": True},
     ).json()
     resp = server.client.post(
-        f"/api/alerts/rules/{rule['id']}/silence", json={"until": "2999-01-01T00:00:00Z"}
+        f"/api/alerts/rules/{rule['id']}/silence", json={"until": "2099-01-01T00:00:00Z"}
     )
-    assert resp.status_code == 200 and resp.json()["silenced_until"] == "2999-01-01T00:00:00Z"
+    assert resp.status_code == 200 and resp.json()["silenced_until"] == "2099-01-01T00:00:00Z"
     one = server.client.post(
         f"/api/alerts/rules/{rule['id']}/silence",
-        json={"until": "2999-01-01T00:00:00Z", "tenant_id": "apex"},
+        json={"until": "2099-01-01T00:00:00Z", "tenant_id": "apex"},
     )
     assert [i["tenant_id"] for i in one.json()["instances"]] == ["apex"]
     lifted = server.client.post(f"/api/alerts/rules/{rule['id']}/silence", json={"until": None})

@@ -100,24 +100,29 @@ class Evaluator:
             self._stop.wait(self.tick_s)
 
     def tick(self) -> RoundReport | None:
-        """Renew the lease, and evaluate the rules that are due (None: another process
-        holds the lease)."""
+        """Evaluate the rules that are due now (None: another process holds the lease)."""
         now = self.clock()
-        # renewed when half its time is gone: not a config store write every tick
+        return self.run_once(now, only_due=True) if self._lead(now) else None
+
+    def _lead(self, now: datetime) -> bool:
+        """Take or keep the lease; renewed when half its time is gone, not a config store
+        write every tick."""
         if not self.leading or now >= self._lease_until - timedelta(seconds=self.lease_ttl_s / 2):
             self.leading = self.store.acquire_lease(LEASE, self.holder, self.lease_ttl_s, now)
             if self.leading:
                 self._lease_until = now + timedelta(seconds=self.lease_ttl_s)
-        if not self.leading:
-            self._due.clear()  # when this process takes over, every rule is due at once
-            return None
-        return self.run_once(now, only_due=True)
+            else:
+                self._due.clear()  # when this process takes over, every rule is due at once
+        return self.leading
 
     def run_once(self, now: datetime | None = None, *, only_due: bool = False) -> RoundReport:
-        """Evaluate every enabled rule (or only those due) at ``now``."""
+        """Evaluate every enabled rule (or only those due) at ``now``, if this process
+        holds the lease (an empty report otherwise)."""
         now = now or self.clock()
         began = time.perf_counter()
         report = RoundReport()
+        if not self._lead(now):
+            return report
         rules = [r for r in self.store.list_rules() if r.enabled and r.id is not None]
         known = {r.id for r in rules}
         for rule_id in list(self._due):
