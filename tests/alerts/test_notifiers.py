@@ -8,14 +8,11 @@ import email
 import json
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,6 +26,7 @@ from tenantscope.alerts.contacts import ContactPoint
 from tenantscope.alerts.notifications import Notification
 from tenantscope.alerts.notifiers import DeliveryFailed, deliver, sign, verify
 from tenantscope.testing.server import free_port
+from tests.alerts.receivers import Receiver, Reply, serve_http
 
 HOSTILE_TENANT = '<https://evil.example|click> & <script>alert("x")</script>'
 HOSTILE_RULE = "<!channel> latency & <b>more</b>"
@@ -58,74 +56,6 @@ def notification(**given: Any) -> Notification:
     }
     values.update(given)
     return Notification(**values)
-
-
-# --- a scripted HTTP receiver -------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b"ok"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Receiver:
-    """Answers each POST with the next scripted reply (the last one repeats) and keeps
-    what it was sent."""
-
-    def __init__(self, server: ThreadingHTTPServer, replies: list[Reply]) -> None:
-        self.server = server
-        self.replies = replies
-        self.seen: list[Seen] = []
-        self.lock = threading.Lock()
-        scheme = "https" if isinstance(server.socket, ssl.SSLSocket) else "http"
-        self.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-
-    @property
-    def hits(self) -> int:
-        return len(self.seen)
-
-    def next_reply(self, seen: Seen) -> Reply:
-        with self.lock:
-            self.seen.append(seen)
-            return self.replies[min(len(self.seen), len(self.replies)) - 1]
-
-
-def serve_http(replies: list[Reply], tls: ssl.SSLContext | None = None) -> Receiver:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            reply = receiver.next_reply(seen)
-            time.sleep(reply.delay)
-            try:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-            except OSError:
-                pass  # the client gave up (the timeout test)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    receiver = Receiver(server, replies)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    return receiver
 
 
 @pytest.fixture
