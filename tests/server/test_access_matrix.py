@@ -271,6 +271,9 @@ KIND: dict[str, str] = {
     "/api/alerts/contacts": "config_api",
     "/api/alerts/contacts/{contact_id}": "config_api",
     "/api/alerts/contacts/{contact_id}/test": "config_api",
+    "/api/slos": "config_api",
+    "/api/slos/{slo_id}": "config_api",
+    "/api/slo-status": "api",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",
@@ -495,6 +498,7 @@ def _fill(path: str, t: Tenant, key_id: str) -> str:
         .replace("{key_id}", key_id)
         .replace("{rule_id}", "1")
         .replace("{contact_id}", "1")
+        .replace("{slo_id}", "1")
         .replace("{name:path}", "app.css")
     )
 
@@ -682,6 +686,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         "/api/timeseries",
         "/tenant",  # the tenant page: the tenant it shows
         "/sla",  # one tenant's SLA
+        "/api/slo-status",  # one tenant's error budgets
     ):
         return 404
     return 200

@@ -49,6 +49,9 @@ METRICS: dict[str, Metric] = {
     "sla_compliance": Metric("requests within SLA target", "%"),
     "budget_used": Metric("monthly budget used", "%", windowed=False),
     "anomaly_score": Metric("anomaly score", "", windowed=False),
+    # an SLO's error budget burn (alerts/slo.py): the smaller of the window's and the
+    # short window's burn rates, so both must burn
+    "burn_rate": Metric("error budget burn rate", "x"),
 }
 COMPARATORS = (">", ">=", "<", "<=")
 SCOPES = ("span", "trace")
@@ -101,6 +104,8 @@ def format_value(metric: str, value: Decimal | None) -> str:
         return f"{value:,.2f}%"
     if unit == "":
         return f"{value:,.2f}"
+    if unit == "x":
+        return f"{value:,.2f}x"
     return f"{value:,.0f} {unit}"
 
 
@@ -163,6 +168,8 @@ RULE_FIELDS = (
     "contact_ids",
     "enabled",
     "silenced_until",
+    "slo_id",
+    "short_window",
 )
 
 
@@ -293,6 +300,22 @@ def check_rule(data: Any, *, base: AlertRule | None = None) -> AlertRule:
     except ValueError:
         problems["silenced_until"] = "an RFC 3339 time, or empty for none"
         silenced_until = None
+    slo_id = get("slo_id", start.slo_id)
+    short_window = start.short_window_s
+    if "short_window" in given:
+        try:
+            short_window = parse_duration(given["short_window"]) if given["short_window"] else 0
+        except ValueError:
+            problems["short_window"] = "a duration (e.g. 5m)"
+    if metric == "burn_rate":
+        if not isinstance(slo_id, int) or isinstance(slo_id, bool):
+            problems["slo_id"] = "a burn_rate rule needs the id of its SLO"
+        if not 0 < short_window < durations["window"]:
+            problems["short_window"] = "required for burn_rate: shorter than the window"
+        if scope == "trace":
+            problems["scope"] = "burn_rate counts LLM calls: use scope span"
+    elif slo_id is not None:
+        problems["slo_id"] = "only for metric burn_rate"
     if metric in METRICS and not METRICS[metric].windowed and scope == "trace":
         problems["scope"] = f"{metric} is a tenant's figure: use scope span"
     if metric == "budget_used" and clean_filters:
@@ -321,6 +344,8 @@ def check_rule(data: Any, *, base: AlertRule | None = None) -> AlertRule:
         contact_ids=list(dict.fromkeys(contact_ids)),
         enabled=enabled,
         silenced_until=silenced_until,
+        slo_id=slo_id if metric == "burn_rate" else None,
+        short_window_s=short_window if metric == "burn_rate" else 0,
         created_at=start.created_at,
     )
 
@@ -351,6 +376,8 @@ def rule_json(rule: AlertRule) -> dict[str, Any]:
         "contact_ids": rule.contact_ids,
         "enabled": rule.enabled,
         "silenced_until": _rfc(rule.silenced_until),
+        "slo_id": rule.slo_id,
+        "short_window": format_duration(rule.short_window_s) if rule.short_window_s else None,
         "created_at": _rfc(rule.created_at),
         "updated_at": _rfc(rule.updated_at),
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from tenantscope.alerts import slo
 from tenantscope.query.params import TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
@@ -76,6 +77,8 @@ def measure(
         return _budget(queries, config, rule, selected, now)
     if rule.metric == "anomaly_score":
         return _anomaly(queries, rule, selected, now)
+    if rule.metric == "burn_rate":
+        return _burn(queries, config, rule, now)
     targets = None
     if rule.metric == "sla_compliance":
         targets = {
@@ -158,4 +161,28 @@ def _anomaly(
             best = value
     if not rule.per_tenant:
         out.values[ALL] = (best, 0)
+    return out
+
+
+def _burn(queries: Queries, config: ConfigStore, rule: AlertRule, now: datetime) -> Measured:
+    out = Measured()
+    slo_ = config.alerts.get_slo(rule.slo_id) if rule.slo_id is not None else None
+    if slo_ is None:
+        return out
+    windows = {"long": float(rule.window_s), "short": float(rule.short_window_s)}
+    found = slo.counts(queries, config, slo_, Scope.all(), now, windows)
+    allowed = slo.allowed_share(slo_)
+    for tid, by in found.items():
+        long_, short = by["long"], by["short"]
+        if long_.total == 0 or long_.total < rule.min_requests:
+            out.values[tid] = (None, long_.total)
+            continue
+        rates = [slo.burn(c.bad, c.total, allowed) for c in (long_, short)]
+        # no call in the short window: nothing is burning now
+        value = (
+            min((r for r in rates if r is not None), default=None)
+            if rates[1] is not None
+            else Decimal(0)
+        )
+        out.values[tid] = (value, long_.total)
     return out

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from tenantscope.query.common import Where, money, to_int
+from tenantscope.query.common import Where, money, naive, to_int
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope
 from tenantscope.query.sources import TenantFilter, exact_sources
@@ -235,3 +235,70 @@ class WindowQueries:
             )
             out[dim] = {r["k"]: money(r["cost"]) for r in rows}
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int  # counted LLM calls
+    bad: int  # over the latency target, or failed
+
+
+def slo_counts(
+    events: EventStore,
+    scope: Scope,
+    now: datetime,
+    windows: Mapping[str, float],
+    *,
+    indicator: str,
+    tenant_ids: Sequence[str] | None = None,
+    targets: Mapping[str, float] | float | None = None,
+) -> dict[str, dict[str, Counts]]:
+    """Per tenant and window (name -> seconds back from ``now``): counted LLM calls and
+    the bad ones among them (``indicator`` latency: slower than ``targets``, one target
+    for all or one per tenant — only those tenants; errors: status error), in one scan
+    of the longest window."""
+    if not windows or (tenant_ids is not None and not tenant_ids):
+        return {}
+    d = events.dialect
+    longest = max(windows.values())
+    w = Where.of(scope, TimeRange(now - timedelta(seconds=longest), now)).add(COUNTED)
+    if tenant_ids is not None:
+        w.add(d.contains("sel", "tenant_id"), sel=list(tenant_ids))
+    if indicator == "latency" and isinstance(targets, (int, float)):
+        w.params["target_all"] = float(targets)
+        bad = "duration_ms > :target_all"
+    elif indicator == "latency":
+        assert not isinstance(targets, (int, float))
+        by_target: dict[float, list[str]] = {}
+        for tid, target in (targets or {}).items():
+            by_target.setdefault(target, []).append(tid)
+        if not by_target:
+            return {}
+        cases = []
+        for i, (target_ms, ids) in enumerate(sorted(by_target.items())):
+            cases.append(f"WHEN {d.contains(f'tg{i}', 'tenant_id')} THEN :tt{i}")
+            w.params[f"tg{i}"] = ids
+            w.params[f"tt{i}"] = target_ms
+        w.add(
+            d.contains("targeted", "tenant_id"),
+            targeted=[t for ids in by_target.values() for t in ids],
+        )
+        bad = f"duration_ms > (CASE {' '.join(cases)} END)"
+    else:
+        bad = "status = 'error'"
+    cols = []
+    for i, (_name, seconds) in enumerate(windows.items()):
+        w.params[f"since{i}"] = naive(now - timedelta(seconds=seconds))
+        cols.append(f"sum(CASE WHEN start_time >= :since{i} THEN 1 ELSE 0 END) AS n{i}")
+        cols.append(f"sum(CASE WHEN start_time >= :since{i} AND {bad} THEN 1 ELSE 0 END) AS b{i}")
+    rows = events.fetch(
+        f"SELECT tenant_id, {', '.join(cols)} FROM records {w.sql} GROUP BY tenant_id",
+        w.params,
+    )
+    out: dict[str, dict[str, Counts]] = {}
+    for r in rows:
+        out[r["tenant_id"]] = {
+            name: Counts(total=to_int(r[f"n{i}"]), bad=to_int(r[f"b{i}"]))
+            for i, name in enumerate(windows)
+        }
+    return out

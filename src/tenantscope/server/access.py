@@ -70,6 +70,9 @@ RULES: dict[str, str] = {
     "/api/alerts/contacts": CONFIG,
     "/api/alerts/contacts/{contact_id}": CONFIG,
     "/api/alerts/contacts/{contact_id}/test": CONFIG,
+    "/api/slos": CONFIG,
+    "/api/slos/{slo_id}": CONFIG,
+    "/api/slo-status": "read",
     # dashboard
     "/": "read",
     "/tenants": "read_all",

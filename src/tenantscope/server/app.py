@@ -20,6 +20,7 @@ from tenantscope.server import (
     routes_health,
     routes_ingest,
     routes_keys,
+    routes_slos,
     runfile,
 )
 from tenantscope.server.access import FailureLimiter, authorize
@@ -106,6 +107,7 @@ def create_app(
     app.include_router(routes_keys.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_slos.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(admin.router)

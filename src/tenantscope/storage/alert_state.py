@@ -7,6 +7,7 @@ the evaluator's lease. ``AlertStore`` is the interface every ConfigStore backend
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -44,9 +45,30 @@ class AlertRule:
     enabled: bool = True
     silenced_until: datetime | None = None
     description: str = ""
+    # burn_rate rules: the SLO whose error budget burns, and the short window that must
+    # burn too (the multiwindow rule: both windows over the threshold)
+    slo_id: int | None = None
+    short_window_s: int = 0
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Slo:
+    """A service level objective per tenant: ``objective`` percent of counted LLM calls
+    are good over ``period_days`` — faster than the latency target (``target_ms``, or
+    each tenant's SLA target when None), or not failed (indicator ``errors``)."""
+
+    name: str
+    indicator: str  # latency or errors
+    objective: Decimal  # percent, e.g. 99.5
+    target_ms: int | None = None
+    period_days: int = 30
+    tenant_ids: list[str] = field(default_factory=list)
+    tier: str = ""
+    id: int | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -126,6 +148,23 @@ class AlertStore(abc.ABC):
     ) -> bool:
         """Silence the rule (``key`` None) or one of its instances until ``until`` (None
         lifts it): it is still evaluated, its notifications are not sent."""
+
+    # -- SLOs ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_slos(self) -> list[Slo]: ...
+
+    @abc.abstractmethod
+    def get_slo(self, slo_id: int) -> Slo | None: ...
+
+    @abc.abstractmethod
+    def add_slo(
+        self, slo: Slo, rules: Sequence[AlertRule] = (), *, actor: Actor = SYSTEM
+    ) -> tuple[Slo, list[AlertRule]]:
+        """Store the SLO and its burn-rate rules (``slo_id`` set here) together."""
+
+    @abc.abstractmethod
+    def delete_slo(self, slo_id: int, *, actor: Actor = SYSTEM) -> bool:
+        """Remove the SLO and its burn-rate rules."""
 
     # -- contact points -------------------------------------------------------------------
     @abc.abstractmethod

@@ -271,6 +271,8 @@ AuditAction = Literal[
     "contact_point.create",
     "contact_point.update",
     "contact_point.delete",
+    "slo.create",
+    "slo.delete",
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 

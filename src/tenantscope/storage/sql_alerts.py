@@ -5,255 +5,53 @@ in their own transactions, like every other config change."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tenantscope import errors
-from tenantscope.alerts.contacts import ContactPoint, public_settings
+from tenantscope.alerts.contacts import ContactPoint
+from tenantscope.storage.alert_rows import (
+    MAX_PAGE,
+    alert_history,
+    alert_instances,
+    alert_outbox,
+    alert_rules,
+    contact_from_row,
+    contact_points,
+    contact_snapshot,
+    dec,
+    dec_text,
+    instance_from_row,
+    instance_values,
+    leases,
+    measures,
+    opt,
+    outbox_from_row,
+    rule_from_row,
+    rule_snapshot,
+    rule_values,
+    slo_from_row,
+    slo_snapshot,
+    slos,
+    utcnow,
+)
 from tenantscope.storage.alert_state import (
     AlertInstance,
     AlertRule,
     AlertStore,
     HistoryEntry,
     OutboxItem,
+    Slo,
 )
 from tenantscope.storage.base import SYSTEM, Actor
 from tenantscope.storage.validation import utc
 
 if TYPE_CHECKING:
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
-
-MAX_PAGE = 1000
-metadata = sa.MetaData()
-
-contact_points = sa.Table(
-    "contact_points",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("kind", sa.String(16)),
-    sa.Column("settings", sa.Text()),
-    sa.Column("status", sa.String(16)),
-    sa.Column("last_error", sa.Text()),
-    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-alert_rules = sa.Table(
-    "alert_rules",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("definition", sa.Text()),
-    sa.Column("enabled", sa.Boolean()),
-    sa.Column("silenced_until", sa.DateTime(timezone=True)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-alert_instances = sa.Table(
-    "alert_instances",
-    metadata,
-    sa.Column("rule_id", sa.Integer(), primary_key=True),
-    sa.Column("key", sa.String(1024), primary_key=True),
-    sa.Column("state", sa.String(16)),
-    sa.Column("since", sa.DateTime(timezone=True)),
-    sa.Column("pending_since", sa.DateTime(timezone=True)),
-    sa.Column("last_breach_at", sa.DateTime(timezone=True)),
-    sa.Column("value", sa.String(64)),
-    sa.Column("requests", sa.Integer()),
-    sa.Column("evaluated_at", sa.DateTime(timezone=True)),
-    sa.Column("seq", sa.Integer()),
-    sa.Column("silenced_until", sa.DateTime(timezone=True)),
-)
-alert_history = sa.Table(
-    "alert_history",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("rule_id", sa.Integer()),
-    sa.Column("key", sa.String(1024)),
-    sa.Column("at", sa.DateTime(timezone=True)),
-    sa.Column("from_state", sa.String(16)),
-    sa.Column("to_state", sa.String(16)),
-    sa.Column("value", sa.String(64)),
-    sa.Column("note", sa.Text()),
-)
-alert_outbox = sa.Table(
-    "alert_outbox",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("rule_id", sa.Integer()),
-    sa.Column("key", sa.String(1024)),
-    sa.Column("contact_id", sa.Integer()),
-    sa.Column("payload", sa.Text()),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("attempts", sa.Integer()),
-    sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Column("failed_at", sa.DateTime(timezone=True)),
-    sa.Column("last_error", sa.Text()),
-)
-leases = sa.Table(
-    "leases",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(200)),
-    sa.Column("expires_at", sa.DateTime(timezone=True)),
-)
-
-# rule fields kept in its ``definition`` JSON (the others are columns of their own)
-_DEFINITION = tuple(
-    f.name
-    for f in fields(AlertRule)
-    if f.name not in ("id", "name", "enabled", "silenced_until", "created_at", "updated_at")
-)
-_DECIMAL_FIELDS = ("threshold", "warning")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _opt(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
-
-
-def _dec(value: str | None) -> Decimal | None:
-    return None if value is None else Decimal(value)
-
-
-def _dec_text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def rule_snapshot(rule: AlertRule | None) -> dict[str, Any] | None:
-    """The rule as JSON (its audit entry, its API form's base)."""
-    if rule is None:
-        return None
-    out = asdict(rule)
-    for name in _DECIMAL_FIELDS:
-        out[name] = _dec_text(out[name])
-    for name in ("silenced_until", "created_at", "updated_at"):
-        value = out[name]
-        out[name] = None if value is None else utc(value).isoformat().replace("+00:00", "Z")
-    return out
-
-
-def contact_snapshot(contact: ContactPoint | None) -> dict[str, Any] | None:
-    if contact is None:
-        return None
-    # secrets never reach the audit log
-    return {
-        "id": contact.id,
-        "name": contact.name,
-        "kind": contact.kind,
-        "settings": public_settings(contact),
-    }
-
-
-def _rule_from_row(row: Any) -> AlertRule:
-    m = row._mapping
-    data = json.loads(m["definition"])
-    for name in _DECIMAL_FIELDS:
-        data[name] = _dec(data.get(name))
-    return AlertRule(
-        id=m["id"],
-        name=m["name"],
-        enabled=bool(m["enabled"]),
-        silenced_until=_opt(m["silenced_until"]),
-        created_at=_opt(m["created_at"]),
-        updated_at=_opt(m["updated_at"]),
-        **{k: v for k, v in data.items() if k in _DEFINITION},
-    )
-
-
-def _rule_values(rule: AlertRule) -> dict[str, Any]:
-    data = {name: getattr(rule, name) for name in _DEFINITION}
-    for name in _DECIMAL_FIELDS:
-        data[name] = _dec_text(data[name])
-    return {
-        "name": rule.name,
-        "definition": json.dumps(data, sort_keys=True),
-        "enabled": rule.enabled,
-        "silenced_until": _opt(rule.silenced_until),
-    }
-
-
-def _contact_from_row(row: Any) -> ContactPoint:
-    m = row._mapping
-    return ContactPoint(
-        id=m["id"],
-        name=m["name"],
-        kind=m["kind"],
-        settings=json.loads(m["settings"]),
-        status=m["status"],
-        last_error=m["last_error"],
-        last_attempt_at=_opt(m["last_attempt_at"]),
-        created_at=_opt(m["created_at"]),
-        updated_at=_opt(m["updated_at"]),
-    )
-
-
-def _instance_from_row(row: Any) -> AlertInstance:
-    m = row._mapping
-    return AlertInstance(
-        rule_id=m["rule_id"],
-        key=m["key"],
-        state=m["state"],
-        since=_opt(m["since"]),
-        pending_since=_opt(m["pending_since"]),
-        last_breach_at=_opt(m["last_breach_at"]),
-        value=_dec(m["value"]),
-        requests=m["requests"],
-        evaluated_at=_opt(m["evaluated_at"]),
-        seq=m["seq"],
-        silenced_until=_opt(m["silenced_until"]),
-    )
-
-
-def _instance_values(i: AlertInstance) -> dict[str, Any]:
-    return {
-        "rule_id": i.rule_id,
-        "key": i.key,
-        "state": i.state,
-        "since": _opt(i.since),
-        "pending_since": _opt(i.pending_since),
-        "last_breach_at": _opt(i.last_breach_at),
-        "value": _dec_text(i.value),
-        "requests": i.requests,
-        "evaluated_at": _opt(i.evaluated_at),
-        "seq": i.seq,
-        "silenced_until": _opt(i.silenced_until),
-    }
-
-
-def _outbox_from_row(row: Any) -> OutboxItem:
-    m = row._mapping
-    return OutboxItem(
-        id=m["id"],
-        rule_id=m["rule_id"],
-        key=m["key"],
-        contact_id=m["contact_id"],
-        payload=json.loads(m["payload"]),
-        created_at=utc(m["created_at"]),
-        next_attempt_at=utc(m["next_attempt_at"]),
-        attempts=m["attempts"],
-        sent_at=_opt(m["sent_at"]),
-        failed_at=_opt(m["failed_at"]),
-        last_error=m["last_error"],
-    )
-
-
-def _measures(rule: AlertRule) -> dict[str, Any]:
-    """What a rule's states are about: when it changes, old states mean nothing."""
-    return {
-        k: getattr(rule, k)
-        for k in ("metric", "scope", "tenant_ids", "tier", "per_tenant", "filters", "window_s")
-    }
 
 
 class SqlAlertStore(AlertStore):
@@ -270,12 +68,12 @@ class SqlAlertStore(AlertStore):
     def list_rules(self) -> list[AlertRule]:
         with self._read() as conn:
             rows = conn.execute(sa.select(alert_rules).order_by(alert_rules.c.id)).all()
-        return [_rule_from_row(r) for r in rows]
+        return [rule_from_row(r) for r in rows]
 
     def get_rule(self, rule_id: int) -> AlertRule | None:
         with self._read() as conn:
             row = conn.execute(sa.select(alert_rules).where(alert_rules.c.id == rule_id)).first()
-        return None if row is None else _rule_from_row(row)
+        return None if row is None else rule_from_row(row)
 
     def _check_contacts(self, conn: Connection, ids: list[int]) -> None:
         if not ids:
@@ -293,38 +91,47 @@ class SqlAlertStore(AlertStore):
             )
 
     def add_rule(self, rule: AlertRule, *, actor: Actor = SYSTEM) -> AlertRule:
-        now = _now()
         with self._write() as conn:
-            self._check_contacts(conn, rule.contact_ids)
-            result = conn.execute(
-                sa.insert(alert_rules).values(created_at=now, updated_at=now, **_rule_values(rule))
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            added = _rule_from_row(
-                conn.execute(sa.select(alert_rules).where(alert_rules.c.id == key[0])).one()
-            )
-            self._config._audit(
-                conn, actor, "alert_rule.create", str(added.id), None, rule_snapshot(added), now
-            )
+            return self._insert_rule(conn, rule, actor, utcnow())
+
+    def _insert_rule(
+        self, conn: Connection, rule: AlertRule, actor: Actor, now: datetime
+    ) -> AlertRule:
+        self._check_contacts(conn, rule.contact_ids)
+        if (
+            rule.slo_id is not None
+            and not conn.execute(sa.select(slos.c.id).where(slos.c.id == rule.slo_id)).first()
+        ):
+            raise errors.InvalidFields({"slo_id": f"no SLO with id {rule.slo_id}"})
+        result = conn.execute(
+            sa.insert(alert_rules).values(created_at=now, updated_at=now, **rule_values(rule))
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        added = rule_from_row(
+            conn.execute(sa.select(alert_rules).where(alert_rules.c.id == key[0])).one()
+        )
+        self._config._audit(
+            conn, actor, "alert_rule.create", str(added.id), None, rule_snapshot(added), now
+        )
         return added
 
     def replace_rule(
         self, rule_id: int, rule: AlertRule, *, actor: Actor = SYSTEM
     ) -> AlertRule | None:
-        now = _now()
+        now = utcnow()
         where = alert_rules.c.id == rule_id
         with self._write() as conn:
             old_row = conn.execute(sa.select(alert_rules).where(where).with_for_update()).first()
             if old_row is None:
                 return None
-            old = _rule_from_row(old_row)
+            old = rule_from_row(old_row)
             self._check_contacts(conn, rule.contact_ids)
             conn.execute(
-                sa.update(alert_rules).where(where).values(updated_at=now, **_rule_values(rule))
+                sa.update(alert_rules).where(where).values(updated_at=now, **rule_values(rule))
             )
-            new = _rule_from_row(conn.execute(sa.select(alert_rules).where(where)).one())
-            if _measures(old) != _measures(new):
+            new = rule_from_row(conn.execute(sa.select(alert_rules).where(where)).one())
+            if measures(old) != measures(new):
                 conn.execute(sa.delete(alert_instances).where(alert_instances.c.rule_id == rule_id))
             self._config._audit(
                 conn,
@@ -343,38 +150,36 @@ class SqlAlertStore(AlertStore):
             old = conn.execute(sa.select(alert_rules).where(where).with_for_update()).first()
             if old is None:
                 return False
-            conn.execute(sa.delete(alert_rules).where(where))
-            conn.execute(sa.delete(alert_instances).where(alert_instances.c.rule_id == rule_id))
-            conn.execute(
-                sa.delete(alert_outbox).where(
-                    alert_outbox.c.rule_id == rule_id, alert_outbox.c.sent_at.is_(None)
-                )
-            )
-            self._config._audit(
-                conn,
-                actor,
-                "alert_rule.delete",
-                str(rule_id),
-                rule_snapshot(_rule_from_row(old)),
-                None,
-                _now(),
-            )
+            self._remove_rule(conn, rule_from_row(old), actor)
         return True
+
+    def _remove_rule(self, conn: Connection, rule: AlertRule, actor: Actor) -> None:
+        rule_id = rule.id
+        conn.execute(sa.delete(alert_rules).where(alert_rules.c.id == rule_id))
+        conn.execute(sa.delete(alert_instances).where(alert_instances.c.rule_id == rule_id))
+        conn.execute(
+            sa.delete(alert_outbox).where(
+                alert_outbox.c.rule_id == rule_id, alert_outbox.c.sent_at.is_(None)
+            )
+        )
+        self._config._audit(
+            conn, actor, "alert_rule.delete", str(rule_id), rule_snapshot(rule), None, utcnow()
+        )
 
     def silence(
         self, rule_id: int, key: str | None, until: datetime | None, *, actor: Actor = SYSTEM
     ) -> bool:
-        now = _now()
+        now = utcnow()
         with self._write() as conn:
             row = conn.execute(sa.select(alert_rules).where(alert_rules.c.id == rule_id)).first()
             if row is None:
                 return False
             if key is None:
-                before = _opt(row.silenced_until)
+                before = opt(row.silenced_until)
                 conn.execute(
                     sa.update(alert_rules)
                     .where(alert_rules.c.id == rule_id)
-                    .values(silenced_until=_opt(until))
+                    .values(silenced_until=opt(until))
                 )
             else:
                 where = sa.and_(alert_instances.c.rule_id == rule_id, alert_instances.c.key == key)
@@ -382,15 +187,15 @@ class SqlAlertStore(AlertStore):
                 if inst is None:
                     conn.execute(
                         sa.insert(alert_instances).values(
-                            **_instance_values(AlertInstance(rule_id=rule_id, key=key, since=now))
-                            | {"silenced_until": _opt(until)}
+                            **instance_values(AlertInstance(rule_id=rule_id, key=key, since=now))
+                            | {"silenced_until": opt(until)}
                         )
                     )
                     before = None
                 else:
-                    before = _opt(inst.silenced_until)
+                    before = opt(inst.silenced_until)
                     conn.execute(
-                        sa.update(alert_instances).where(where).values(silenced_until=_opt(until))
+                        sa.update(alert_instances).where(where).values(silenced_until=opt(until))
                     )
 
             def text(v: datetime | None) -> str | None:
@@ -403,8 +208,63 @@ class SqlAlertStore(AlertStore):
                 "alert_rule.silence",
                 target,
                 {"silenced_until": text(before)},
-                {"silenced_until": text(_opt(until))},
+                {"silenced_until": text(opt(until))},
                 now,
+            )
+        return True
+
+    # -- SLOs ----------------------------------------------------------------------------
+    def list_slos(self) -> list[Slo]:
+        with self._read() as conn:
+            return [slo_from_row(r) for r in conn.execute(sa.select(slos).order_by(slos.c.id))]
+
+    def get_slo(self, slo_id: int) -> Slo | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(slos).where(slos.c.id == slo_id)).first()
+        return None if row is None else slo_from_row(row)
+
+    def add_slo(
+        self, slo: Slo, rules: Sequence[AlertRule] = (), *, actor: Actor = SYSTEM
+    ) -> tuple[Slo, list[AlertRule]]:
+        now = utcnow()
+        definition = {k: v for k, v in (slo_snapshot(slo) or {}).items() if k not in ("id", "name")}
+        added_rules: list[AlertRule] = []
+        with self._write() as conn:
+            result = conn.execute(
+                sa.insert(slos).values(
+                    name=slo.name, definition=json.dumps(definition, sort_keys=True), created_at=now
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            added = slo_from_row(conn.execute(sa.select(slos).where(slos.c.id == key[0])).one())
+            self._config._audit(
+                conn, actor, "slo.create", str(added.id), None, slo_snapshot(added), now
+            )
+            for rule in rules:
+                rule.slo_id = added.id
+                added_rules.append(self._insert_rule(conn, rule, actor, now))
+        return added, added_rules
+
+    def delete_slo(self, slo_id: int, *, actor: Actor = SYSTEM) -> bool:
+        with self._write() as conn:
+            row = conn.execute(sa.select(slos).where(slos.c.id == slo_id)).first()
+            if row is None:
+                return False
+            for r in conn.execute(sa.select(alert_rules)).all():
+                rule = rule_from_row(r)
+                if rule.slo_id == slo_id:
+                    assert rule.id is not None
+                    self._remove_rule(conn, rule, actor)
+            conn.execute(sa.delete(slos).where(slos.c.id == slo_id))
+            self._config._audit(
+                conn,
+                actor,
+                "slo.delete",
+                str(slo_id),
+                slo_snapshot(slo_from_row(row)),
+                None,
+                utcnow(),
             )
         return True
 
@@ -412,17 +272,17 @@ class SqlAlertStore(AlertStore):
     def list_contacts(self) -> list[ContactPoint]:
         with self._read() as conn:
             rows = conn.execute(sa.select(contact_points).order_by(contact_points.c.id)).all()
-        return [_contact_from_row(r) for r in rows]
+        return [contact_from_row(r) for r in rows]
 
     def get_contact(self, contact_id: int) -> ContactPoint | None:
         with self._read() as conn:
             row = conn.execute(
                 sa.select(contact_points).where(contact_points.c.id == contact_id)
             ).first()
-        return None if row is None else _contact_from_row(row)
+        return None if row is None else contact_from_row(row)
 
     def add_contact(self, contact: ContactPoint, *, actor: Actor = SYSTEM) -> ContactPoint:
-        now = _now()
+        now = utcnow()
         with self._write() as conn:
             result = conn.execute(
                 sa.insert(contact_points).values(
@@ -437,7 +297,7 @@ class SqlAlertStore(AlertStore):
             )
             key = result.inserted_primary_key
             assert key is not None
-            added = _contact_from_row(
+            added = contact_from_row(
                 conn.execute(sa.select(contact_points).where(contact_points.c.id == key[0])).one()
             )
             self._config._audit(
@@ -454,7 +314,7 @@ class SqlAlertStore(AlertStore):
     def replace_contact(
         self, contact_id: int, contact: ContactPoint, *, actor: Actor = SYSTEM
     ) -> ContactPoint | None:
-        now = _now()
+        now = utcnow()
         where = contact_points.c.id == contact_id
         with self._write() as conn:
             old = conn.execute(sa.select(contact_points).where(where).with_for_update()).first()
@@ -472,13 +332,13 @@ class SqlAlertStore(AlertStore):
                     updated_at=now,
                 )
             )
-            new = _contact_from_row(conn.execute(sa.select(contact_points).where(where)).one())
+            new = contact_from_row(conn.execute(sa.select(contact_points).where(where)).one())
             self._config._audit(
                 conn,
                 actor,
                 "contact_point.update",
                 str(contact_id),
-                contact_snapshot(_contact_from_row(old)),
+                contact_snapshot(contact_from_row(old)),
                 contact_snapshot(new),
                 now,
             )
@@ -492,7 +352,7 @@ class SqlAlertStore(AlertStore):
                 return False
             users = [
                 r
-                for r in (_rule_from_row(x) for x in conn.execute(sa.select(alert_rules)))
+                for r in (rule_from_row(x) for x in conn.execute(sa.select(alert_rules)))
                 if contact_id in r.contact_ids
             ]
             if users:
@@ -512,9 +372,9 @@ class SqlAlertStore(AlertStore):
                 actor,
                 "contact_point.delete",
                 str(contact_id),
-                contact_snapshot(_contact_from_row(old)),
+                contact_snapshot(contact_from_row(old)),
                 None,
-                _now(),
+                utcnow(),
             )
         return True
 
@@ -534,7 +394,7 @@ class SqlAlertStore(AlertStore):
         if rule_id is not None:
             query = query.where(alert_instances.c.rule_id == rule_id)
         with self._read() as conn:
-            return [_instance_from_row(r) for r in conn.execute(query)]
+            return [instance_from_row(r) for r in conn.execute(query)]
 
     def save_round(
         self,
@@ -551,7 +411,7 @@ class SqlAlertStore(AlertStore):
                 row = conn.execute(
                     sa.select(leases).where(leases.c.name == "alerts-evaluator")
                 ).first()
-                if row is None or row.holder != holder or utc(row.expires_at) <= _now():
+                if row is None or row.holder != holder or utc(row.expires_at) <= utcnow():
                     return False
             if not conn.execute(
                 sa.select(alert_rules.c.id).where(alert_rules.c.id == rule_id)
@@ -570,7 +430,7 @@ class SqlAlertStore(AlertStore):
                             mine, alert_instances.c.key.in_(keys[start : start + 500])
                         )
                     )
-                conn.execute(sa.insert(alert_instances), [_instance_values(i) for i in instances])
+                conn.execute(sa.insert(alert_instances), [instance_values(i) for i in instances])
             if history:
                 conn.execute(
                     sa.insert(alert_history),
@@ -581,7 +441,7 @@ class SqlAlertStore(AlertStore):
                             "at": utc(h.at),
                             "from_state": h.from_state,
                             "to_state": h.to_state,
-                            "value": _dec_text(h.value),
+                            "value": dec_text(h.value),
                             "note": h.note,
                         }
                         for h in history
@@ -632,7 +492,7 @@ class SqlAlertStore(AlertStore):
                 at=utc(r.at),
                 from_state=r.from_state,
                 to_state=r.to_state,
-                value=_dec(r.value),
+                value=dec(r.value),
                 note=r.note,
             )
             for r in rows
@@ -650,7 +510,7 @@ class SqlAlertStore(AlertStore):
             .limit(limit)
         )
         with self._read() as conn:
-            return [_outbox_from_row(r) for r in conn.execute(query)]
+            return [outbox_from_row(r) for r in conn.execute(query)]
 
     def pending_notifications(self) -> int:
         with self._read() as conn:

@@ -45,6 +45,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
+        "slos",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        # JSON text: indicator, objective, target, period, tenants (alerts.slo)
+        sa.Column("definition", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "alert_instances",
         sa.Column("rule_id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(1024), nullable=False),
@@ -97,6 +105,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("leases", "alert_outbox", "alert_history", "alert_instances", "alert_rules"):
+    for table in (
+        "slos",
+        "leases",
+        "alert_outbox",
+        "alert_history",
+        "alert_instances",
+        "alert_rules",
+    ):
         op.drop_table(table)
     op.drop_table("contact_points")
