@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tenantscope.storage import alert_rows
 from tenantscope.storage.base import CLI
 from tenantscope.storage.sqlite_config import MIGRATIONS_DIR, SQLiteConfigStore, metadata
 from tests.storage.contract_audit import AuditLogContract
@@ -59,7 +60,7 @@ def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: P
     try:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
-            ("0003",)
+            ("0004",)
         ]
     finally:
         con.close()
@@ -73,7 +74,10 @@ def test_migration_matches_the_table_definitions(config_path: Path) -> None:
             ctx = MigrationContext.configure(
                 conn, opts={"version_table": "tenantscope_alembic_version"}
             )
-            diff = compare_metadata(ctx, metadata)
+            both = sa.MetaData()
+            for table in [*metadata.tables.values(), *alert_rows.metadata.tables.values()]:
+                table.to_metadata(both)
+            diff = compare_metadata(ctx, both)
     finally:
         engine.dispose()
     assert diff == []
@@ -237,7 +241,7 @@ def test_a_store_from_before_the_audit_log_gains_it(config_path: Path) -> None:
         try:
             assert con.execute(
                 "SELECT version_num FROM tenantscope_alembic_version"
-            ).fetchall() == [("0003",)]
+            ).fetchall() == [("0004",)]
         finally:
             con.close()
         old = store.get_tenant("old")

@@ -23,82 +23,94 @@ contact_points = sa.Table(
     "contact_points",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("kind", sa.String(16)),
-    sa.Column("settings", sa.Text()),
-    sa.Column("status", sa.String(16)),
-    sa.Column("last_error", sa.Text()),
-    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # JSON text, secrets included (never returned by the API)
+    sa.Column("settings", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="untested"),
+    sa.Column("last_error", sa.Text(), nullable=False, server_default=""),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
 alert_rules = sa.Table(
     "alert_rules",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("definition", sa.Text()),
-    sa.Column("enabled", sa.Boolean()),
-    sa.Column("silenced_until", sa.DateTime(timezone=True)),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("name", sa.String(200), nullable=False),
+    # JSON text: every field of the rule but its id and times (alerts.rules)
+    sa.Column("definition", sa.Text(), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("silenced_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
-alert_instances = sa.Table(
-    "alert_instances",
-    metadata,
-    sa.Column("rule_id", sa.Integer(), primary_key=True),
-    sa.Column("key", sa.String(1024), primary_key=True),
-    sa.Column("state", sa.String(16)),
-    sa.Column("since", sa.DateTime(timezone=True)),
-    sa.Column("pending_since", sa.DateTime(timezone=True)),
-    sa.Column("last_breach_at", sa.DateTime(timezone=True)),
-    sa.Column("value", sa.String(64)),
-    sa.Column("requests", sa.Integer()),
-    sa.Column("evaluated_at", sa.DateTime(timezone=True)),
-    sa.Column("seq", sa.Integer()),
-    sa.Column("silenced_until", sa.DateTime(timezone=True)),
-)
-alert_history = sa.Table(
-    "alert_history",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("rule_id", sa.Integer()),
-    sa.Column("key", sa.String(1024)),
-    sa.Column("at", sa.DateTime(timezone=True)),
-    sa.Column("from_state", sa.String(16)),
-    sa.Column("to_state", sa.String(16)),
-    sa.Column("value", sa.String(64)),
-    sa.Column("note", sa.Text()),
-)
-alert_outbox = sa.Table(
-    "alert_outbox",
-    metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("rule_id", sa.Integer()),
-    sa.Column("key", sa.String(1024)),
-    sa.Column("contact_id", sa.Integer()),
-    sa.Column("payload", sa.Text()),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
-    sa.Column("attempts", sa.Integer()),
-    sa.Column("sent_at", sa.DateTime(timezone=True)),
-    sa.Column("failed_at", sa.DateTime(timezone=True)),
-    sa.Column("last_error", sa.Text()),
-)
+
 slos = sa.Table(
     "slos",
     metadata,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(200)),
-    sa.Column("definition", sa.Text()),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("name", sa.String(200), nullable=False),
+    # JSON text: indicator, objective, target, period, tenants (alerts.slo)
+    sa.Column("definition", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+alert_instances = sa.Table(
+    "alert_instances",
+    metadata,
+    sa.Column("rule_id", sa.Integer(), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("pending_since", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_breach_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("value", sa.String(64), nullable=True),
+    sa.Column("requests", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("silenced_until", sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint("rule_id", "key"),
+)
+
+alert_history = sa.Table(
+    "alert_history",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("rule_id", sa.Integer(), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(64), nullable=True),
+    sa.Column("note", sa.Text(), nullable=False, server_default=""),
+    sa.Index("ix_alert_history_rule", "rule_id", "key", "id"),
+)
+
+alert_outbox = sa.Table(
+    "alert_outbox",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("rule_id", sa.Integer(), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("contact_id", sa.Integer(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=False, server_default=""),
+    sa.Index("ix_alert_outbox_due", "sent_at", "failed_at", "next_attempt_at"),
+)
+
 leases = sa.Table(
     "leases",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(200)),
-    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # rule fields kept in its ``definition`` JSON (the others are columns of their own)
