@@ -274,6 +274,7 @@ KIND: dict[str, str] = {
     "/api/slos": "config_api",
     "/api/slos/{slo_id}": "config_api",
     "/api/slo-status": "api",
+    "/api/insights": "api",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",
@@ -687,6 +688,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         "/tenant",  # the tenant page: the tenant it shows
         "/sla",  # one tenant's SLA
         "/api/slo-status",  # one tenant's error budgets
+        "/api/insights",  # one tenant's anomalies
     ):
         return 404
     return 200

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 
-from tenantscope.alerts import slo
+from tenantscope.alerts import anomaly, insights, slo
 from tenantscope.query.params import TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
@@ -142,13 +142,8 @@ def _budget(
 def _anomaly(
     queries: Queries, rule: AlertRule, selected: list[str] | None, now: datetime
 ) -> Measured:
-    from tenantscope.alerts import anomaly
-
-    hour = now.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(
-        hours=1
-    )
-    history = TimeRange(hour - anomaly.DEFAULT.history, hour + timedelta(hours=1))
-    hourly = queries.windows.hourly(Scope.all(), history, selected)
+    hour = insights.last_hour(now)
+    hourly = queries.windows.hourly(Scope.all(), insights.history_range(hour, hour), selected)
     out = Measured()
     keys = list(hourly) if selected is None else selected
     best: Decimal | None = None

@@ -73,6 +73,7 @@ RULES: dict[str, str] = {
     "/api/slos": CONFIG,
     "/api/slos/{slo_id}": CONFIG,
     "/api/slo-status": "read",
+    "/api/insights": "read",
     # dashboard
     "/": "read",
     "/tenants": "read_all",

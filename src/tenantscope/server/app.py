@@ -19,6 +19,7 @@ from tenantscope.server import (
     routes_audit,
     routes_health,
     routes_ingest,
+    routes_insights,
     routes_keys,
     routes_slos,
     runfile,
@@ -108,6 +109,7 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_slos.router)
+    app.include_router(routes_insights.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
