@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from tenantscope.alerts.slo import SloStatus
+from tenantscope.alerts.slo import status as slo_status
 from tenantscope.dashboard import charts, downloads
 from tenantscope.dashboard.csv_export import wants_csv
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
@@ -24,7 +26,9 @@ from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
 from tenantscope.query.traces import TRACE_STATUSES
 from tenantscope.server.routes_api import get_queries, get_scope
+from tenantscope.server.services import services_of
 from tenantscope.server.strict_params import reject_unknown_params
+from tenantscope.storage.alert_state import Slo
 from tenantscope.storage.base import PriceOverride
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
@@ -418,7 +422,31 @@ def sla(
             }
         )
     untargeted = sum(1 for r in rows if r.target_p95_ms is None)
-    return _page(request, "sla.html", picked, "sla", groups=groups, untargeted=untargeted)
+    return _page(
+        request,
+        "sla.html",
+        picked,
+        "sla",
+        groups=groups,
+        untargeted=untargeted,
+        budgets=_error_budgets(request, scope, tenant_id),
+    )
+
+
+def _error_budgets(
+    request: Request, scope: Scope, tenant_id: str | None
+) -> list[tuple[Slo, list[SloStatus]]]:
+    """Each SLO with its covered tenants' error budget and burn rates now (the SLO's own
+    period, not the page's range); a tenant session sees its own tenant's."""
+    svc = services_of(request)
+    now = datetime.now(timezone.utc)
+    only = [tenant_id] if tenant_id is not None else None
+    out = []
+    for slo in svc.config.alerts.list_slos():
+        found = slo_status(svc.queries, svc.config, slo, scope, now, only)
+        if found:
+            out.append((slo, found))
+    return out
 
 
 def override_coverage(
