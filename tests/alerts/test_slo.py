@@ -129,3 +129,24 @@ def test_slo_api_creates_rules_and_a_tenant_key_reads_its_own_status(server: Run
     slo_id = created.json()["id"]
     assert server.client.delete(f"/api/slos/{slo_id}").status_code == 204
     assert server.client.get("/api/alerts/rules").json() == []
+
+
+def test_the_sla_page_shows_each_tenants_budget_and_burn_rates(server: RunningServer) -> None:
+    svc = server.services
+    svc.writer.write_sync(calls("apex", [500.0] * 9 + [3000.0], at=NOW - timedelta(minutes=5)))
+    svc.writer.write_sync(calls("globex", [500.0] * 10, at=NOW - timedelta(minutes=5)))
+    created = server.client.post(
+        "/api/slos",
+        json={"name": "latency", "objective": "99", "target_ms": 2000, "burn_alerts": []},
+    )
+    assert created.status_code == 201 and created.json()["rules"] == []
+    page = server.client.get("/sla")
+    assert page.status_code == 200
+    html = page.text
+    assert 'data-testid="slo"' in html and "Error budget · latency" in html
+    row = html[html.index('<tr data-tenant="apex">') :].split("</tr>")[0]
+    # 1 bad of 10 against 1% allowed: 10x burning, the budget 900% overspent
+    assert "-900.00%" in row and "10.00×" in row and "90.000%" in row
+    token = server.key("tenant", "globex")
+    mine = httpx.get(f"{server.url}/sla", headers={"authorization": f"Bearer {token}"}).text
+    assert 'data-tenant="globex"' in mine and 'data-tenant="apex"' not in mine

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from tenantscope.alerts import anomaly
+from tenantscope.alerts.anomaly import Anomaly, Driver
 from tenantscope.query.params import TimeRange
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
@@ -24,8 +25,8 @@ MAX_HOURS = 7 * 24
 @dataclass(frozen=True, slots=True)
 class Finding:
     tenant_id: str
-    anomaly: anomaly.Anomaly
-    driver: anomaly.Driver | None
+    anomaly: Anomaly
+    driver: Driver | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,8 @@ def risers(
     out = []
     for dim, keys in recent.items():
         for key, cost in keys.items():
+            if key == "":
+                continue  # calls without the attribute: no one to point at
             avg = before.get(dim, {}).get(key, Decimal(0)) / 7
             change = cost - avg
             if change > 0:
