@@ -111,3 +111,19 @@ def test_anomaly_score_is_an_alert_metric(server: RunningServer) -> None:
     svc.evaluator.run_once()
     states = {i.key: i.state for i in svc.config.alerts.instances(rule.id)}
     assert states == {"acme": "firing", "globex": "ok"}
+
+
+def test_the_insights_page_lists_anomalies_and_a_tenants_risers(server: RunningServer) -> None:
+    _seed(server)
+    page = server.client.get("/insights", params={"hours": 3})
+    assert page.status_code == 200
+    row = page.text[page.text.index('<tr data-tenant="acme" data-metric="cost">') :].split("</tr>")[
+        0
+    ]
+    assert "model" in row and ">o1<" in row and "0% → 100%" in row
+    one = server.client.get("/insights", params={"tenant_id": "acme"}).text
+    assert 'data-testid="risers"' in one and ">o1<" in one
+    token = server.key("tenant", "globex")
+    theirs = httpx.get(f"{server.url}/insights", headers={"authorization": f"Bearer {token}"})
+    assert theirs.status_code == 200 and 'data-tenant="acme"' not in theirs.text
+    assert "No anomalies" in theirs.text

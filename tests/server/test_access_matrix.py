@@ -283,6 +283,7 @@ KIND: dict[str, str] = {
     "/users": "page",
     "/sessions": "page",
     "/sla": "page",
+    "/insights": "page",
     "/prices": "page_all",
     "/compare": "page_all",
     "/select-tenant": "redirect_all",
@@ -689,6 +690,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         "/sla",  # one tenant's SLA
         "/api/slo-status",  # one tenant's error budgets
         "/api/insights",  # one tenant's anomalies
+        "/insights",
     ):
         return 404
     return 200

@@ -83,6 +83,7 @@ RULES: dict[str, str] = {
     "/users": "read",
     "/sessions": "read",
     "/sla": "read",
+    "/insights": "read",  # a tenant session: its own tenant's
     "/prices": "read_all",
     "/compare": "read_all",  # tenants side by side
     "/select-tenant": "read_all",  # the tenant selector (a tenant key's portal is one tenant)
