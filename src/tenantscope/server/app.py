@@ -11,7 +11,16 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from tenantscope import __version__
-from tenantscope.dashboard import admin, apidocs, assets, compare, login, pages, tenant_picker
+from tenantscope.dashboard import (
+    admin,
+    alerts,
+    apidocs,
+    assets,
+    compare,
+    login,
+    pages,
+    tenant_picker,
+)
 from tenantscope.server import (
     errors,
     routes_alerts,
@@ -109,6 +118,7 @@ def create_app(
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(alerts.router)
     app.include_router(compare.router)
     app.include_router(tenant_picker.router)
     app.include_router(login.router)
