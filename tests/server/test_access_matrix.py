@@ -294,6 +294,14 @@ KIND: dict[str, str] = {
     "/admin/keys": "admin_page",
     "/admin/keys/revoke": "admin_form",
     "/audit": "admin_page",
+    "/alerts": "page_all",
+    "/alerts/rule": "page_all_item",
+    "/admin/alerts/rule": "admin_item",
+    "/admin/alerts/rule/delete": "admin_form",
+    "/admin/alerts/silence": "admin_form",
+    "/admin/alerts/contact": "admin_item",
+    "/admin/alerts/contact/delete": "admin_form",
+    "/admin/alerts/contact/test": "admin_form",
 }
 # What an admin's form submission with an empty form (but the right CSRF token) gets.
 EMPTY_FORM_STATUS = {
@@ -302,6 +310,12 @@ EMPTY_FORM_STATUS = {
     "/admin/keys": 422,  # no role
     "/admin/prices/delete": 303,  # nothing to remove: said on the page it leads to
     "/admin/keys/revoke": 404,  # no such key
+    "/admin/alerts/rule": 422,  # no name, no threshold
+    "/admin/alerts/rule/delete": 404,  # no such rule: said on the alerts page
+    "/admin/alerts/silence": 404,  # no such rule
+    "/admin/alerts/contact": 422,  # no name
+    "/admin/alerts/contact/delete": 404,  # no such contact point
+    "/admin/alerts/contact/test": 404,  # no such contact point
 }
 RULE_OF_KIND = {
     "public": access.PUBLIC,
@@ -318,6 +332,8 @@ RULE_OF_KIND = {
     "redirect_all": "read_all",
     "admin_page": "admin",
     "admin_form": "admin",
+    "admin_item": "admin",
+    "page_all_item": "read_all",
 }
 
 
@@ -634,7 +650,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 303 if reads else 401  # an ingest key (or none) cannot sign in
     if kind == "logout":
         return 303
-    if kind in ("admin_page", "admin_form"):
+    if kind in ("admin_page", "admin_form", "admin_item"):
         if probe.method == "POST":
             # the dashboard's own forms take the session cookie (and check its CSRF token)
             if role is None:
@@ -642,10 +658,14 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
             return EMPTY_FORM_STATUS[route.path] if role == "admin" else 403
         if role is None:
             return 303  # to the sign-in page
-        return 200 if role == "admin" else 403
+        if role != "admin":
+            return 403
+        # a form for a new object without ?id=, for that object's edit with it: the
+        # matrix's ids (tenant ids) are not numbers
+        return 400 if kind == "admin_item" and "id" in probe.params else 200
     if role is None or (session and writes):
         # cookies are for reading and the dashboard's own forms only: no CSRF via /api
-        if kind in ("page", "page_all", "redirect_all") and not writes:
+        if kind in ("page", "page_all", "page_all_item", "redirect_all") and not writes:
             return 303
         return 401
     if kind == "ingest":
@@ -670,6 +690,11 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return {200, 201, 204, 404, 409, 422}
     if kind in ("machine_all", "api_all", "page_all"):
         return 200 if role in ("admin", "reader") else 403
+    if kind == "page_all_item":  # one alert rule's page: ?id= (required) names it
+        if role not in ("admin", "reader"):
+            return 403
+        # without an id, or with the matrix's (tenant ids, not numbers): said what to fix
+        return 400
     if kind == "redirect_all":  # the tenant selector answers with the page to go to
         return 303 if role in ("admin", "reader") else 403
     if not reads:
@@ -739,7 +764,14 @@ def check(m: Matrix, route: RouteInfo, c: Caller, p: Probe) -> list[str]:
         return [f"{what}: {resp.status_code}, expected {want}: {resp.text[:200]}"]
     if resp.status_code == 303:
         location = resp.headers["location"]
-        if c.role is None and kind in ("page", "page_all", "admin_page", "redirect_all"):
+        if c.role is None and kind in (
+            "page",
+            "page_all",
+            "page_all_item",
+            "admin_page",
+            "admin_item",
+            "redirect_all",
+        ):
             if not location.startswith("/login?next="):
                 problems.append(f"{what}: redirected to {location}")
         if kind == "page" and c.role == "tenant" and route.path == "/" and c.tenant:

@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tenantscope.alerts.slo import SloStatus
 from tenantscope.alerts.slo import status as slo_status
-from tenantscope.dashboard import charts, downloads
+from tenantscope.dashboard import alert_views, charts, downloads
 from tenantscope.dashboard.csv_export import wants_csv
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import NO_TENANT, pages
@@ -101,6 +101,17 @@ def _canonical(request: Request) -> RedirectResponse:
     return RedirectResponse(request.url.path + query, status_code=303)
 
 
+def _alerts_firing(
+    request: Request, queries: Queries, tenant_id: str | None = None
+) -> list[alert_views.InstanceRow]:
+    """The firing alerts a page's banner lists (with ``tenant_id``: that tenant's), for
+    callers that see every tenant only: a tenant key's pages name no rule."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None or not principal.can("read_all"):
+        return []
+    return alert_views.firing_banner(queries.config.alerts, tenant_id)
+
+
 def _page(
     request: Request, template: str, picked: PickedRange, nav: str, **values: Any
 ) -> HTMLResponse:
@@ -138,6 +149,7 @@ def overview(
         breakdowns=lambda: queries.breakdowns(scope, rng, ("model", "provider"), limit=8),
         active=lambda: queries.active_tenants(scope, rng),
         active_before=lambda: queries.active_tenants(scope, rng.previous()),
+        alerts=lambda: _alerts_firing(request, queries),
     )
     return _page(
         request,
@@ -152,6 +164,7 @@ def overview(
         top=got["top"].items,
         models=got["breakdowns"]["model"],
         providers=got["breakdowns"]["provider"],
+        alerts_firing=got["alerts"],
     )
 
 
@@ -219,6 +232,7 @@ def tenant(
         sla=lambda: queries.sla(scope, rng, tenant_id=tenant_id),
         users=lambda: queries.users(scope, rng, tenant_id=tenant_id, sort="cost", limit=10),
         sessions=lambda: queries.sessions(scope, rng, tenant_id=tenant_id, limit=10),
+        alerts=lambda: _alerts_firing(request, queries, tenant_id),
     )
     breakdowns = got["breakdowns"]
     # end customers get a card of their own (linking to their traces), not a generic one
@@ -238,6 +252,7 @@ def tenant(
         sla=got["sla"][0] if got["sla"] else None,
         users=got["users"],
         sessions=got["sessions"],
+        alerts_firing=got["alerts"],
     )
 
 

@@ -173,9 +173,10 @@ SECURITY_HEADERS = {
 }
 
 
-# The configuration pages (dashboard/admin.py) are not filtered by the tenant selector:
-# they neither show it nor carry its tenant (/admin/tenant's tenant_id is the one edited).
-UNFILTERED_PATHS = ("/admin/", "/audit")
+# The configuration pages (dashboard/admin.py) and the alert pages (dashboard/alerts.py)
+# are not filtered by the tenant selector: they neither show it nor carry its tenant
+# (/admin/tenant's tenant_id is the one edited).
+UNFILTERED_PATHS = ("/admin/", "/audit", "/alerts")
 
 
 def tenant_selector_on(request: Request, principal: Any) -> bool:

@@ -95,6 +95,16 @@ RULES: dict[str, str] = {
     "/admin/keys": "admin",
     "/admin/keys/revoke": "admin",
     "/audit": "admin",
+    # dashboard alert pages (dashboard/alerts.py): reading for admin and reader sessions,
+    # the forms for admins
+    "/alerts": "read_all",
+    "/alerts/rule": "read_all",
+    "/admin/alerts/rule": "admin",
+    "/admin/alerts/rule/delete": "admin",
+    "/admin/alerts/silence": "admin",
+    "/admin/alerts/contact": "admin",
+    "/admin/alerts/contact/delete": "admin",
+    "/admin/alerts/contact/test": "admin",
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
 _COOKIE_POSTS = frozenset(
@@ -105,6 +115,12 @@ _COOKIE_POSTS = frozenset(
         "/admin/prices/delete",
         "/admin/keys",
         "/admin/keys/revoke",
+        "/admin/alerts/rule",
+        "/admin/alerts/rule/delete",
+        "/admin/alerts/silence",
+        "/admin/alerts/contact",
+        "/admin/alerts/contact/delete",
+        "/admin/alerts/contact/test",
     }
 )
 

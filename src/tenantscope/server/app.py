@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from tenantscope import __version__
 from tenantscope.dashboard import (
     admin,
+    alerts,
     apidocs,
     assets,
     compare,
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(routes_health.router)
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(alerts.router)
     app.include_router(compare.router)
     app.include_router(insights.router)
     app.include_router(tenant_picker.router)

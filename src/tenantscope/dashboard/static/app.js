@@ -74,3 +74,24 @@
   else init();
 })();
 
+
+// The contact point form: show only the chosen kind's settings. Without this script every
+// kind's box is shown and the server reads the chosen kind's only.
+(function () {
+  "use strict";
+  function setup(select) {
+    var form = select.form;
+    function show() {
+      form.querySelectorAll("fieldset[data-kind]").forEach(function (fs) {
+        fs.hidden = fs.getAttribute("data-kind") !== select.value;
+      });
+    }
+    select.addEventListener("change", show);
+    show();
+  }
+  function init() {
+    document.querySelectorAll("select[data-kind-select]").forEach(setup);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
