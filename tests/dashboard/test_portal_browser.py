@@ -112,7 +112,7 @@ def test_tenant_portal(portal: Portal, site: RunningServer) -> None:
     # its navigation: its own pages only
     nav = page.locator("nav.nav")
     labels = [t.strip() for t in nav.locator("ul a").all_inner_texts()]
-    assert labels == ["Overview", "Traces", "Users", "Sessions", "SLA"]
+    assert labels == ["Overview", "Traces", "Users", "Sessions", "SLA", "Insights"]
     hrefs = nav.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     assert not [h for h in hrefs if urlparse(h).path in ("/tenants", "/prices", "/")], hrefs
     assert "tenant" in nav.inner_text() and ACME.tenant_id in nav.inner_text()

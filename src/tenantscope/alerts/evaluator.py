@@ -195,7 +195,7 @@ class Evaluator:
                     for contact_id in rule.contact_ids
                 ]
         stored = self.store.save_round(
-            rule.id, changed, history, outbox, remove=remove, holder=self.holder
+            rule.id, changed, history, outbox, remove=remove, holder=self.holder, at=now
         )
         return len(changed), len(outbox) if stored else 0
 

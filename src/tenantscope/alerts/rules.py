@@ -65,6 +65,7 @@ MAX_HOLD_S = 7 * 86400
 MAX_TENANTS = 1000
 MAX_CONTACTS = 20
 MAX_DESCRIPTION = 2000
+MAX_ID = 2**31 - 1
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -287,6 +288,8 @@ def check_rule(data: Any, *, base: AlertRule | None = None) -> AlertRule:
         if not isinstance(contact_ids, list) or len(contact_ids) > MAX_CONTACTS:
             raise ValueError
         contact_ids = [int(c) for c in contact_ids if not isinstance(c, bool)]
+        if not all(1 <= c <= MAX_ID for c in contact_ids):
+            raise ValueError
     except (TypeError, ValueError):
         problems["contact_ids"] = f"a list of at most {MAX_CONTACTS} contact point ids"
         contact_ids = []
@@ -308,7 +311,7 @@ def check_rule(data: Any, *, base: AlertRule | None = None) -> AlertRule:
         except ValueError:
             problems["short_window"] = "a duration (e.g. 5m)"
     if metric == "burn_rate":
-        if not isinstance(slo_id, int) or isinstance(slo_id, bool):
+        if not isinstance(slo_id, int) or isinstance(slo_id, bool) or not 1 <= slo_id <= MAX_ID:
             problems["slo_id"] = "a burn_rate rule needs the id of its SLO"
         if not 0 < short_window < durations["window"]:
             problems["short_window"] = "required for burn_rate: shorter than the window"

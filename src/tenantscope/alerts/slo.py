@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tenantscope.alerts.rules import format_duration, parse_duration
+from tenantscope.alerts.rules import MAX_ID, format_duration, parse_duration
 from tenantscope.errors import InvalidFields
 from tenantscope.query.queries import Queries
 from tenantscope.query.scope import Scope
@@ -122,7 +122,7 @@ def check_slo(data: Any) -> tuple[Slo, list[BurnAlert], list[int]]:
             burns.append(burn)
     contact_ids = data.get("contact_ids", [])
     if not isinstance(contact_ids, list) or not all(
-        isinstance(c, int) and not isinstance(c, bool) for c in contact_ids
+        isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_ID for c in contact_ids
     ):
         problems["contact_ids"] = "a list of contact point ids"
         contact_ids = []

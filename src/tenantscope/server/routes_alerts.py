@@ -252,7 +252,7 @@ async def silence_rule(rule_id: RuleId, request: Request) -> dict[str, Any]:
 def list_instances(
     request: Request,
     state: Annotated[str | None, Query(max_length=16)] = None,
-    rule_id: Annotated[int | None, Query(ge=1)] = None,
+    rule_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     tenant_id: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> list[InstanceOut]:
     store = _store(request)
@@ -270,9 +270,9 @@ def list_instances(
 @router.get("/history", summary="State changes, newest first")
 def list_history(
     request: Request,
-    rule_id: Annotated[int | None, Query(ge=1)] = None,
+    rule_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     tenant_id: Annotated[str | None, Query(max_length=1024)] = None,
-    before_id: Annotated[int | None, Query(ge=1, description="the next page")] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="the next page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[HistoryOut]:
     store = _store(request)

@@ -204,12 +204,14 @@ class AlertStore(abc.ABC):
         *,
         remove: list[str] = (),  # type: ignore[assignment]
         holder: str | None = None,
+        at: datetime | None = None,
     ) -> bool:
         """One evaluation of one rule, in one transaction: its instances' new states,
         their history and the notifications to send; ``remove``: instance keys no longer
         evaluated (a tenant that left the rule's selection). With ``holder``, stored only
         while that holder has the evaluator lease (False otherwise, nothing stored): an
-        evaluator that lost its lease mid-round cannot notify twice."""
+        evaluator that lost its lease mid-round cannot notify twice. ``at``: the time the
+        round evaluated (the lease must still hold then; default now)."""
 
     @abc.abstractmethod
     def history(

@@ -405,13 +405,18 @@ class SqlAlertStore(AlertStore):
         *,
         remove: list[str] = (),  # type: ignore[assignment]
         holder: str | None = None,
+        at: datetime | None = None,
     ) -> bool:
         with self._write() as conn:
             if holder is not None:
                 row = conn.execute(
                     sa.select(leases).where(leases.c.name == "alerts-evaluator")
                 ).first()
-                if row is None or row.holder != holder or utc(row.expires_at) <= utcnow():
+                if (
+                    row is None
+                    or row.holder != holder
+                    or utc(row.expires_at) <= utc(at or utcnow())
+                ):
                     return False
             if not conn.execute(
                 sa.select(alert_rules.c.id).where(alert_rules.c.id == rule_id)
