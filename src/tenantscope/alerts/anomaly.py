@@ -55,6 +55,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Literal
 
+# one tenant's counted LLM calls in one hour (an hour without a row is all zero), as the
+# query layer reads them from the rollups
+from tenantscope.query.windows import HourFigures
+
 Direction = Literal["up", "down"]
 ANOMALY_METRICS: tuple[str, ...] = ("cost", "requests", "tokens_per_request", "error_rate")
 EXPLAIN_DIMENSIONS: tuple[str, ...] = ("model", "feature", "user", "workspace")
@@ -62,16 +66,6 @@ HOUR = timedelta(hours=1)
 WEEK = timedelta(weeks=1)
 MAD_TO_SD = 1.4826  # a normal distribution's standard deviation per MAD
 _INF = math.inf
-
-
-@dataclass(frozen=True)
-class HourFigures:
-    """One tenant's counted LLM calls in one hour (an hour without a row is all zero)."""
-
-    requests: int
-    errors: int
-    tokens: int
-    cost: Decimal
 
 
 @dataclass(frozen=True)
