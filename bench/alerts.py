@@ -14,7 +14,7 @@ evaluated for every tenant separately (one state per tenant):
 - monthly budget used > 80 %
 - an SLO (99 % of calls within each tenant's SLA target over 30 days) and its three
   burn-rate rules (14.4x over 1 h and 5 m, 6x over 6 h and 30 m, 1x over 3 d and 6 h)
-- anomaly score > 6 (the last whole hour against 4 weeks of hour-of-week baselines)
+- anomaly score > 5 (the last whole hour against 4 weeks of hour-of-week baselines)
 
 "Now" is the end of the generated data. Prints the time of each rule's evaluation (query
 and state storage, median of --runs) with its instance count, and of whole rounds (every
@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _synth
 
 from tenantscope.alerts import slo as slos
+from tenantscope.alerts import values
 from tenantscope.alerts.evaluator import Evaluator
 from tenantscope.alerts.rules import check_rule
 from tenantscope.query.queries import Queries
@@ -54,7 +55,7 @@ RULES = [
      "window": "15m", "min_requests": 20},
     {"name": "cost > $5 over 1h", "metric": "cost", "threshold": 5, "window": "1h"},
     {"name": "budget used > 80%", "metric": "budget_used", "threshold": 80},
-    {"name": "anomaly score > 6", "metric": "anomaly_score", "threshold": 6},
+    {"name": "anomaly score > 5", "metric": "anomaly_score", "threshold": 5},
 ]  # fmt: skip
 
 
@@ -100,27 +101,40 @@ def main(argv: list[str] | None = None) -> int:
     queries = Queries(events, config)
     evaluator = Evaluator(queries, config, clock=lambda: end)
     print(f"{events.count():,} spans, {args.tenants:,} tenants; now = {end:%Y-%m-%d %H:%M} UTC\n")
-    print(f"{'rule (each tenant)':58s} {'instances':>9s} {'median ms':>10s} {'max ms':>8s}")
-    evaluator.run_once(end)  # warm-up, and the lease
+    print(f"{'rule (each tenant)':52s} {'instances':>9s} {'first ms':>9s} {'median ms':>10s}")
+    evaluator.run_once(end, only_due=True)  # the lease; no rule is due yet
     for rule in config.alerts.list_rules():
         times = []
         for _ in range(args.runs):
             began = time.perf_counter()
             n, _sent = evaluator.evaluate(rule, end)
             times.append((time.perf_counter() - began) * 1000)
-        print(f"{rule.name[:58]:58s} {n:9,d} {statistics.median(times):10.1f} {max(times):8.1f}")
+        print(f"{rule.name[:52]:52s} {n:9,d} {times[0]:9.1f} {statistics.median(times[1:]):10.1f}")
+    # every rule due at once (the first round after a start), the anomaly scores cached
+    # (they are read once per hour and kept 5 minutes), then without that cache
     rounds = []
     for _ in range(args.runs):
         report = evaluator.run_once(end)
         rounds.append(report.seconds)
     first = statistics.median(rounds)
+    cold = []
+    for _ in range(max(1, args.runs // 2)):
+        values._scores.clear()
+        cold.append(evaluator.run_once(end).seconds)
+    # what a server's evaluator does each minute: the rules due every minute
+    minute = [r for r in config.alerts.list_rules() if r.interval_s <= 60]
+    began = time.perf_counter()
+    for rule in minute:
+        evaluator.evaluate(rule, end)
+    per_minute = time.perf_counter() - began
     states: dict[str, int] = {}
     for i in config.alerts.instances():
         states[i.state] = states.get(i.state, 0) + 1
     verdict = "ok" if first <= GOAL_ROUND_S else "MISSED"
-    print(f"\nwhole round: {report.rules} rules, {report.instances:,} instances, "
-          f"median {first * 1000:.0f} ms, max {max(rounds) * 1000:.0f} ms "
-          f"(goal <= {GOAL_ROUND_S * 1000:.0f} ms {verdict})")  # fmt: skip
+    print(f"\nevery rule at once: {report.rules} rules, {report.instances:,} instances, "
+          f"median {first * 1000:.0f} ms (goal <= {GOAL_ROUND_S * 1000:.0f} ms {verdict}); "
+          f"reading the anomaly scores afresh {statistics.median(cold) * 1000:.0f} ms")  # fmt: skip
+    print(f"the rules due every minute ({len(minute)}): {per_minute * 1000:.0f} ms")
     print("states now: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
     events.close()
     config.close()

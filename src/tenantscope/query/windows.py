@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenantscope.query.common import Where, money, naive, to_int
 from tenantscope.query.params import TimeRange
@@ -49,8 +49,10 @@ class WindowFigures:
     targeted: int = 0  # requests of tenants that have a target
 
 
-@dataclass(frozen=True, slots=True)
-class HourFigures:
+class HourFigures(NamedTuple):
+    """One tenant's counted LLM calls in one hour. A tuple: half a million are made for
+    the anomaly detector's four weeks of 1,000 tenants, and a tuple is made fastest."""
+
     requests: int
     errors: int
     tokens: int
@@ -194,25 +196,41 @@ class WindowQueries:
         cost. Hours without calls are absent."""
         if tenant_ids is not None and not tenant_ids:
             return {}
+        d = self._d
         with self.events.snapshot():
             src = exact_sources(self.events.fetch, rng, self._filter(scope, tenant_ids))
+            # one row per tenant holding its hours as lists: at 1,000 tenants over four
+            # weeks, half a million (tenant, hour) rows made into Python objects one by
+            # one took 3.7 s; as lists of plain numbers, under 1 s
+            cols = {
+                "hs": "h",
+                "rs": "requests",
+                "es": "errors",
+                "ts": "tokens",
+                "cs": "cost",
+            }
+            lists = ", ".join(f"{d.ordered_list(col, 'h')} AS {name}" for name, col in cols.items())
             rows = self.events.fetch(
-                f"""SELECT tenant_id, hour, sum(requests) AS requests, sum(errors) AS errors,
-                        sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost
-                    FROM {src.hourly} hs GROUP BY tenant_id, hour
-                    HAVING sum(requests) > 0""",
+                f"""SELECT tenant_id, {lists} FROM (
+                        SELECT tenant_id, {d.epoch_seconds("hour")} AS h,
+                            sum(requests) AS requests, sum(errors) AS errors,
+                            sum(input_tokens + output_tokens) AS tokens,
+                            CAST(sum(cost_usd) AS VARCHAR) AS cost
+                        FROM {src.hourly} hs GROUP BY tenant_id, hour
+                        HAVING sum(requests) > 0
+                    ) x GROUP BY tenant_id""",
                 src.params,
             )
+        hours: dict[int, datetime] = {}
         out: dict[str, dict[datetime, HourFigures]] = {}
         for r in rows:
-            hour = r["hour"]
-            hour = hour.replace(tzinfo=timezone.utc) if hour.tzinfo is None else hour
-            out.setdefault(r["tenant_id"], {})[hour.astimezone(timezone.utc)] = HourFigures(
-                requests=to_int(r["requests"]),
-                errors=to_int(r["errors"]),
-                tokens=to_int(r["tokens"]),
-                cost=money(r["cost"]),
-            )
+            series: dict[datetime, HourFigures] = {}
+            for h, n, e, t, c in zip(r["hs"], r["rs"], r["es"], r["ts"], r["cs"], strict=True):
+                hour = hours.get(h)
+                if hour is None:
+                    hour = hours[h] = datetime.fromtimestamp(h, timezone.utc)
+                series[hour] = HourFigures(int(n), int(e), int(t), Decimal(c))
+            out[r["tenant_id"]] = series
         return out
 
     def drivers(

@@ -52,6 +52,18 @@ class Dialect:
             return f"has(:{list_param}, {expr})"
         return f"list_contains(:{list_param}, {expr})"
 
+    def ordered_list(self, expr: str, by: str) -> str:
+        """The values of ``expr`` in a group as one list, ordered by ``by``."""
+        if self.name == "clickhouse":
+            return f"arrayMap(p -> p.2, arraySort(groupArray(({by}, {expr}))))"
+        return f"list({expr} ORDER BY {by})"
+
+    def epoch_seconds(self, expr: str) -> str:
+        """A timestamp as whole seconds since 1970 (UTC)."""
+        if self.name == "clickhouse":
+            return f"toInt64(toUnixTimestamp({expr}))"
+        return f"CAST(epoch({expr}) AS BIGINT)"
+
     def distinct_concat(self, expr: str) -> str:
         """Comma-joined distinct non-null values of ``expr``."""
         if self.name == "clickhouse":
