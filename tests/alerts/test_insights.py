@@ -127,3 +127,14 @@ def test_the_insights_page_lists_anomalies_and_a_tenants_risers(server: RunningS
     theirs = httpx.get(f"{server.url}/insights", headers={"authorization": f"Bearer {token}"})
     assert theirs.status_code == 200 and 'data-tenant="acme"' not in theirs.text
     assert "No anomalies" in theirs.text
+
+
+def test_the_tenant_page_shows_its_anomalies_and_biggest_risers(server: RunningServer) -> None:
+    _seed(server)
+    page = server.client.get("/tenant", params={"tenant_id": "acme"}).text
+    card = page[page.index('data-testid="tenant-anomalies"') :].split("</section>")[0]
+    assert 'data-metric="cost"' in card and ">o1<" in card
+    risers = page[page.index('data-testid="tenant-risers"') :].split("</section>")[0]
+    assert ">o1<" in risers
+    quiet = server.client.get("/tenant", params={"tenant_id": "globex"}).text
+    assert "None: every hour was within" in quiet

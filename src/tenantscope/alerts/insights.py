@@ -3,8 +3,9 @@ what drove it, and a tenant's biggest risers. Figures come from the query layer 
 rollups for the detector's history, records for the drivers); the detector is
 ``alerts/anomaly.py``.
 
-A driver compares the anomalous hour's shares of cost (requests, for a requests anomaly)
-per model, feature, user and workspace with those of the four weeks before it.
+A driver compares the anomalous hour's shares of cost per model, feature, user and
+workspace with those of the four weeks before it (for a cost or a requests anomaly; a
+share of cost says little about tokens per call or errors).
 """
 
 from __future__ import annotations
@@ -62,24 +63,35 @@ def anomalies(
     *,
     hours: int = 24,
     tenant_id: str | None = None,
+    explain: int = 50,
 ) -> list[Finding]:
     """Anomalies of the last ``hours`` whole hours, newest first, per tenant the scope
-    allows (or one)."""
+    allows (or one); the newest ``explain`` with what drove them."""
     hours = max(1, min(hours, MAX_HOURS))
     last = last_hour(now)
     first = last - timedelta(hours=hours - 1)
     ids = [tenant_id] if tenant_id is not None else None
     hourly = queries.windows.hourly(scope, history_range(first, last), ids)
-    out: list[Finding] = []
+    found: list[tuple[str, Anomaly]] = []
     for tid, history in hourly.items():
         if not any(h >= first for h in history):
             continue  # nothing recent: nothing to judge
         hour = last
         while hour >= first:
-            for a in anomaly.detect(history, hour):
-                out.append(Finding(tid, a, _driver(queries, scope, tid, a)))
+            found += [(tid, a) for a in anomaly.detect(history, hour)]
             hour -= timedelta(hours=1)
-    out.sort(key=lambda f: (f.anomaly.hour, f.anomaly.score), reverse=True)
+    found.sort(key=lambda x: (x[1].hour, x[1].score), reverse=True)
+    # drivers of the newest ``explain`` only: each costs eight queries (one hour's and
+    # four weeks' cost per dimension), shared by the cost and requests of one hour
+    drivers: dict[tuple[str, datetime], Driver | None] = {}
+    out = []
+    for n, (tid, a) in enumerate(found):
+        driver = None
+        if n < explain and a.metric in ("cost", "requests"):
+            if (tid, a.hour) not in drivers:
+                drivers[tid, a.hour] = _driver(queries, scope, tid, a)
+            driver = drivers[tid, a.hour]
+        out.append(Finding(tid, a, driver))
     return out
 
 

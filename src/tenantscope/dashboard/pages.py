@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from tenantscope.alerts import insights
 from tenantscope.alerts.slo import SloStatus
 from tenantscope.alerts.slo import status as slo_status
 from tenantscope.dashboard import alert_views, charts, downloads
@@ -233,6 +234,11 @@ def tenant(
         users=lambda: queries.users(scope, rng, tenant_id=tenant_id, sort="cost", limit=10),
         sessions=lambda: queries.sessions(scope, rng, tenant_id=tenant_id, limit=10),
         alerts=lambda: _alerts_firing(request, queries, tenant_id),
+        # the last day's anomalies and biggest risers (alerts/insights.py), as of now
+        anomalies=lambda: insights.anomalies(
+            queries, scope, datetime.now(timezone.utc), hours=24, tenant_id=tenant_id, explain=5
+        ),
+        risers=lambda: insights.risers(queries, scope, tenant_id, datetime.now(timezone.utc)),
     )
     breakdowns = got["breakdowns"]
     # end customers get a card of their own (linking to their traces), not a generic one
@@ -253,6 +259,8 @@ def tenant(
         users=got["users"],
         sessions=got["sessions"],
         alerts_firing=got["alerts"],
+        anomalies=got["anomalies"],
+        risers=got["risers"],
     )
 
 
