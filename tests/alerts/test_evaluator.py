@@ -230,3 +230,31 @@ def test_changing_what_a_rule_measures_starts_its_states_over(svc: Services) -> 
     assert svc.config.alerts.instances(rule_id)  # a threshold change keeps states
     svc.config.alerts.replace_rule(rule_id, check_rule({"metric": "latency_p50"}, base=rule))
     assert svc.config.alerts.instances(rule_id) == []
+
+
+def test_a_tenant_that_goes_quiet_fires_a_low_traffic_rule(svc: Services) -> None:
+    rule_id = _rule(svc, metric="requests", comparator="<", threshold=5, per_tenant=True)
+    svc.writer.write_sync(calls("apex-legal", [100.0] * 10, at=NOW - timedelta(minutes=1)))
+    svc.writer.write_sync(calls("techstart", [100.0] * 10, at=NOW - timedelta(minutes=1)))
+    ev = Evaluator(svc.queries, svc.config)
+    ev.run_once(NOW)
+    assert {i.key: i.state for i in svc.config.alerts.instances(rule_id)} == {
+        "apex-legal": "ok",
+        "techstart": "ok",
+    }
+    # ten minutes on, only techstart still sends: apex-legal's 0 requests fire the rule
+    later = NOW + timedelta(minutes=10)
+    svc.writer.write_sync(calls("techstart", [100.0] * 10, at=later - timedelta(minutes=1)))
+    ev.run_once(later)
+    states = {i.key: (i.state, i.value) for i in svc.config.alerts.instances(rule_id)}
+    assert states == {"apex-legal": ("firing", Decimal(0)), "techstart": ("ok", Decimal(10))}
+
+
+def test_a_quiet_tenant_with_nothing_to_say_is_dropped(svc: Services) -> None:
+    rule_id = _rule(svc, metric="cost", threshold=100, per_tenant=True)
+    svc.writer.write_sync(calls("apex-legal", [100.0] * 3, at=NOW - timedelta(minutes=1)))
+    ev = Evaluator(svc.queries, svc.config)
+    ev.run_once(NOW)
+    assert [i.key for i in svc.config.alerts.instances(rule_id)] == ["apex-legal"]
+    ev.run_once(NOW + timedelta(minutes=10))
+    assert svc.config.alerts.instances(rule_id) == []

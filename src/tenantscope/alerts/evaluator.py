@@ -154,17 +154,27 @@ class Evaluator:
         measured = values.measure(self.queries, self.config, rule, window, now)
         old = {i.key: i for i in self.store.instances(rule.id)}
         keys = list(measured.values)
+        silent: set[str] = set()
         if rule.per_tenant:
-            # a tenant that stopped sending is still evaluated while its state matters
-            keys += [k for k, i in old.items() if k not in measured.values and i.state != "no_data"]
+            # a tenant that stopped sending is evaluated (its cost, tokens and requests are
+            # 0; the rest no data) until it has nothing to say: a "requests < 5" rule fires
+            # when a tenant goes quiet, a firing p95 rule tells it lost its data
+            silent = {
+                k for k, i in old.items() if k not in measured.values and i.state != "no_data"
+            }
+            keys += sorted(silent)
         remove = [k for k in old if k not in keys]
+        quiet = values.silent_value(rule)
         changed: list[AlertInstance] = []
         history: list[HistoryEntry] = []
         outbox: list[OutboxItem] = []
         for key in keys:
             inst = old.get(key) or AlertInstance(rule_id=rule.id, key=key, since=now)
-            value, requests = measured.values.get(key, (None, 0))
+            value, requests = measured.values.get(key, (quiet, 0))
             result = step(rule, inst, value, requests, now)
+            if key in silent and result.instance.state == "ok" and not result.changed:
+                remove.append(key)  # quiet and fine: no instance to keep
+                continue
             changed.append(result.instance)
             if result.changed:
                 muted = result.notify is not None and silenced(rule, inst, now)

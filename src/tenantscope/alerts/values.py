@@ -62,6 +62,13 @@ def figure(rule: AlertRule, f: WindowFigures) -> Decimal | None:
     raise ValueError(f"not a window metric: {m}")
 
 
+def silent_value(rule: AlertRule) -> Decimal | None:
+    """The figure of a tenant with no calls in the window: 0 for totals, else no data."""
+    if rule.metric in ADDITIVE:
+        return figure(rule, WindowFigures())
+    return None
+
+
 def month_start(now: datetime) -> datetime:
     now = now.astimezone(timezone.utc)
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
