@@ -108,7 +108,8 @@ def _store(request: Request) -> AlertStore:
     return services_of(request).config.alerts
 
 
-async def _json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
+    """The request's JSON body (at most ``MAX_BODY_BYTES``; 400 when it is not JSON)."""
     raw = await read_body(request, MAX_BODY_BYTES)
     try:
         return json.loads(raw or b"null")
@@ -170,7 +171,7 @@ def list_rules(request: Request) -> list[dict[str, Any]]:
     ),
 )
 async def create_rule(request: Request) -> dict[str, Any]:
-    rule = check_rule(await _json(request))
+    rule = check_rule(await read_json(request))
     added = await run_in_threadpool(_store(request).add_rule, rule, actor=api_actor(request))
     return rule_json(added)
 
@@ -197,7 +198,7 @@ async def update_rule(rule_id: RuleId, request: Request) -> dict[str, Any]:
     current = await run_in_threadpool(store.get_rule, rule_id)
     if current is None:
         raise NotFound(f"no alert rule {rule_id}")
-    rule = check_rule(await _json(request), base=current)
+    rule = check_rule(await read_json(request), base=current)
     new = await run_in_threadpool(store.replace_rule, rule_id, rule, actor=api_actor(request))
     if new is None:
         raise NotFound(f"no alert rule {rule_id}")
@@ -228,7 +229,7 @@ class SilenceIn(BaseModel):
     },
 )
 async def silence_rule(rule_id: RuleId, request: Request) -> dict[str, Any]:
-    data = await _json(request)
+    data = await read_json(request)
     if not isinstance(data, dict) or set(data) - {"until", "tenant_id"}:
         raise InvalidFields({"body": "an object with until (RFC 3339 or null) and tenant_id"})
     until = None
@@ -245,7 +246,7 @@ async def silence_rule(rule_id: RuleId, request: Request) -> dict[str, Any]:
     if tenant is not None and (not isinstance(tenant, str) or not rule.per_tenant):
         raise InvalidFields({"tenant_id": "only for a per-tenant rule: a tenant id"})
     await run_in_threadpool(store.silence, rule_id, tenant, until, actor=api_actor(request))
-    return get_rule(rule_id, request)
+    return await run_in_threadpool(get_rule, rule_id, request)
 
 
 @router.get("/instances", summary="Instance states across rules (e.g. state=firing)")
@@ -332,7 +333,7 @@ def _contact_fields(data: Any) -> tuple[Any, Any, Any]:
     openapi_extra=_contact_doc("name, kind (slack, webhook, email) and the kind's settings"),
 )
 async def create_contact(request: Request) -> ContactOut:
-    contact = check_contact(*_contact_fields(await _json(request)))
+    contact = check_contact(*_contact_fields(await read_json(request)))
     added = await run_in_threadpool(_store(request).add_contact, contact, actor=api_actor(request))
     return contact_out(added)
 
@@ -347,7 +348,7 @@ async def update_contact(contact_id: ContactId, request: Request) -> ContactOut:
     current = await run_in_threadpool(store.get_contact, contact_id)
     if current is None:
         raise NotFound(f"no contact point {contact_id}")
-    name, kind, settings = _contact_fields(await _json(request))
+    name, kind, settings = _contact_fields(await read_json(request))
     if settings == {} and kind in (None, current.kind):
         settings = {k: v for k, v in current.settings.items()}
     contact = check_contact(

@@ -14,7 +14,7 @@ from tenantscope.alerts.evaluator import utcnow
 from tenantscope.alerts.rules import rule_json
 from tenantscope.errors import NotFound
 from tenantscope.query.scope import Scope
-from tenantscope.server.routes_alerts import _json
+from tenantscope.server.routes_alerts import read_json
 from tenantscope.server.routes_keys import api_actor
 from tenantscope.server.services import services_of
 from tenantscope.server.strict_params import reject_unknown_params
@@ -91,7 +91,7 @@ def list_slos(request: Request) -> list[dict[str, Any]]:
     },
 )
 async def create_slo(request: Request) -> dict[str, Any]:
-    slo, burns, contacts = slos.check_slo(await _json(request))
+    slo, burns, contacts = slos.check_slo(await read_json(request))
     store = services_of(request).config.alerts
     added, rules = await run_in_threadpool(
         store.add_slo, slo, slos.burn_rules(slo, burns, contacts), actor=api_actor(request)
