@@ -17,6 +17,13 @@ from tenantscope.server.settings import Settings
 from tenantscope.testing.server import free_port
 
 
+@pytest.fixture(autouse=True)
+def _own_spool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The SDK's disk spool of each test (and of the processes it starts) is its own:
+    spans one test left there must never reach another test's server."""
+    monkeypatch.setenv("TENANTSCOPE_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 def make_settings(data_dir: Path, **given: object) -> Settings:
     return Settings.load(env={}, data_dir=data_dir, **given)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -13,13 +14,16 @@ import tenantscope
 
 
 @pytest.fixture(autouse=True)
-def _sdk_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No TENANTSCOPE_*/OTEL_* leaking in from the machine; the SDK stopped afterwards."""
+def _sdk_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No TENANTSCOPE_*/OTEL_* leaking in from the machine (but a spool of the test's
+    own: another test's spooled spans must never reach this one's collector); the SDK
+    stopped afterwards."""
     import os
 
     for name in list(os.environ):
         if name.startswith(("TENANTSCOPE_", "OTEL_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("TENANTSCOPE_SPOOL_DIR", str(tmp_path / "spool"))
     yield
     tenantscope.shutdown()
 

@@ -66,18 +66,38 @@ def test_transient_errors_are_retried_with_backoff() -> None:
 
 
 def test_rejected_batch_is_not_retried_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    with collector(lambda n: (401, {}, 0.0)) as col:
+    with collector(lambda n: (400, {}, 0.0)) as col:
         tenantscope.init(endpoint=col.url, **_fast())  # type: ignore[arg-type]
         with caplog.at_level(logging.WARNING, logger="tenantscope"):
             for _ in range(3):
                 with tenantscope.span("x"):
                     pass
                 assert tenantscope.flush(10) is False
-    assert col.attempts == 3  # one per batch, no retry of a 401
+    assert col.attempts == 3  # one per batch, no retry of a 400
     stats = tenantscope.stats()
     assert stats.failed_exports == 3 and stats.dropped_export_failed == 3
-    rejected = [r for r in caplog.records if "HTTP 401" in r.getMessage()]
+    rejected = [r for r in caplog.records if "HTTP 400" in r.getMessage()]
     assert len(rejected) == 1
+
+
+@pytest.mark.parametrize("spool", [True, False])
+def test_a_refused_key_is_not_retried_and_keeps_spans_in_the_spool(
+    caplog: pytest.LogCaptureFixture, spool: bool
+) -> None:
+    with collector(lambda n: (401, {}, 0.0)) as col:
+        tenantscope.init(endpoint=col.url, spool=spool, **_fast())  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="tenantscope"):
+            for _ in range(3):
+                with tenantscope.span("x"):
+                    pass
+                assert tenantscope.flush(10) is False
+    stats = tenantscope.stats()
+    if spool:  # kept until a key is accepted (the spool's limits still apply)
+        assert col.attempts == 1 and stats.spooled == 3 and stats.dropped == 0
+    else:
+        assert col.attempts == 3 and stats.dropped_export_failed == 3
+    refused = [r for r in caplog.records if "refused the API key (HTTP 401" in r.getMessage()]
+    assert len(refused) == 1
 
 
 def test_collector_down_never_hurts_the_app(caplog: pytest.LogCaptureFixture) -> None:
@@ -113,16 +133,21 @@ def test_collector_down_never_hurts_the_app(caplog: pytest.LogCaptureFixture) ->
     assert done.wait(30)
 
 
-def test_slow_collector_does_not_block(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("spool", [False, True])
+def test_slow_collector_does_not_block(caplog: pytest.LogCaptureFixture, spool: bool) -> None:
     with collector(lambda n: (200, {}, 3.0)) as col:
-        tenantscope.init(endpoint=col.url, export_timeout=0.3, **_fast())  # type: ignore[arg-type]
+        tenantscope.init(endpoint=col.url, export_timeout=0.3, spool=spool, **_fast())  # type: ignore[arg-type]
         with caplog.at_level(logging.WARNING, logger="tenantscope"):
             for _ in range(1000):
                 with tenantscope.span("work"):
                     pass
             assert tenantscope.flush(0.2) is False
-            assert tenantscope.flush(10) is False  # the batch timed out: dropped, counted
-        assert tenantscope.stats().dropped_export_failed > 0
+            assert tenantscope.flush(10) is False  # the batch timed out
+        stats = tenantscope.stats()
+        if spool:  # kept on disk for later, not lost
+            assert stats.spooled == 1000 and stats.dropped == 0
+        else:
+            assert stats.dropped_export_failed > 0
         assert sum("cannot export spans" in r.getMessage() for r in caplog.records) == 1
         tenantscope.shutdown(0.1)
 

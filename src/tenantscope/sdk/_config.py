@@ -153,6 +153,44 @@ SETTINGS: tuple[Setting, ...] = (
         ("TENANTSCOPE_COMPRESSION",),
         "`gzip` or `none`",
     ),
+    Setting(
+        "spool",
+        "bool",
+        True,
+        ("TENANTSCOPE_SPOOL",),
+        "keep batches the collector cannot take on disk and send them when it answers again",
+    ),
+    Setting(
+        "spool_dir",
+        "str",
+        "",
+        ("TENANTSCOPE_SPOOL_DIR",),
+        "where the spool lives (default: `~/.cache/tenantscope/spool`, or under"
+        " `$XDG_CACHE_HOME`); one directory per service name, one per process inside it",
+    ),
+    Setting(
+        "spool_max_mb",
+        "int",
+        256,
+        ("TENANTSCOPE_SPOOL_MAX_MB",),
+        "the spool's size limit (of every process of the service together), in MB",
+        minimum=1,
+    ),
+    Setting(
+        "spool_max_age_hours",
+        "float",
+        72.0,
+        ("TENANTSCOPE_SPOOL_MAX_AGE_HOURS",),
+        "spooled batches older than this are dropped (counted)",
+        minimum=0.001,
+    ),
+    Setting(
+        "spool_policy",
+        "str",
+        "drop_newest",
+        ("TENANTSCOPE_SPOOL_POLICY",),
+        "when the spool is full: `drop_newest` (keep what is there) or `drop_oldest`",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -178,6 +216,11 @@ class Config:
     export_timeout: float = 10.0
     shutdown_timeout: float = 5.0
     compression: str = "gzip"
+    spool: bool = True
+    spool_dir: str = ""
+    spool_max_mb: int = 256
+    spool_max_age_hours: float = 72.0
+    spool_policy: str = "drop_newest"
 
     def export_headers(self) -> dict[str, str]:
         out = dict(self.headers)
@@ -204,6 +247,10 @@ def load_config(given: Mapping[str, Any], env: Mapping[str, str]) -> Config:
 
     if values["compression"] not in ("gzip", "none"):
         raise ConfigError(f"compression must be 'gzip' or 'none', got {values['compression']!r}")
+    if values["spool_policy"] not in ("drop_newest", "drop_oldest"):
+        raise ConfigError(
+            f"spool_policy must be 'drop_newest' or 'drop_oldest', got {values['spool_policy']!r}"
+        )
     if values["max_export_batch_size"] > values["max_queue_size"]:
         if _explicit(_BY_NAME["max_export_batch_size"], given, env):
             raise ConfigError(

@@ -27,7 +27,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from tenantscope import __version__
 from tenantscope.sdk._encode import Unsupported, encode_request
+from tenantscope.sdk._spool import Spool
 from tenantscope.sdk._stats import Counters, internal_error, log_once
 
 if TYPE_CHECKING:
@@ -43,6 +44,14 @@ if TYPE_CHECKING:
 
 _RETRYABLE = frozenset({408, 429, 502, 503, 504})
 _MAX_BACKOFF = 8.0
+OK, REJECTED, FAILED, REFUSED = "ok", "rejected", "failed", "refused"
+# With a spool: after a failed batch, the next ones go straight to disk for this long
+# (doubling up to the cap while the collector stays down), then one is tried again
+_DOWN_MIN_S = 1.0
+_DOWN_MAX_S = 30.0
+# spooled batches sent per export round while live spans wait, and when none do
+_REPLAY_BUSY = 4
+_REPLAY_IDLE = 64
 
 
 class HttpSender:
@@ -70,15 +79,24 @@ class HttpSender:
 
     def send(self, spans: Sequence[ReadableSpan]) -> bool:
         """True when the collector accepted the batch; never raises."""
-        if self._stop.is_set():
-            return False
+        body = self.encode(spans)
+        return body is not None and self.post(body) == OK
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes | None:
+        """The request body of a batch (None: it cannot be encoded; logged once)."""
         try:
             body = _encode(spans)
         except Exception as exc:  # a span the encoder cannot handle: drop the batch
             log_once("encode", "tenantscope: could not encode spans (%s); batch dropped", exc)
-            return False
-        if self._gzip:
-            body = gzip.compress(body, compresslevel=6)
+            return None
+        return gzip.compress(body, compresslevel=6) if self._gzip else body
+
+    def post(self, body: bytes) -> str:
+        """POST one body with retries until the timeout: ``OK``, ``REJECTED`` (an answer
+        that retrying cannot change), ``REFUSED`` (the key was refused: 401 or 403) or
+        ``FAILED`` (down, slow, or overloaded)."""
+        if self._stop.is_set():
+            return FAILED
         deadline = time.monotonic() + self.timeout
         attempt = 0
         while True:
@@ -88,7 +106,19 @@ class HttpSender:
             except Exception as exc:  # connection refused, timeout, DNS...
                 status, detail = None, f"{type(exc).__name__}: {exc}"
             if status is not None and 200 <= status < 300:
-                return True
+                return OK
+            if status in (401, 403):
+                # a key missing, mistyped or revoked: retrying now cannot help, but spans
+                # kept in the spool go out once the key is fixed
+                log_once(
+                    f"http:{status}",
+                    "tenantscope: the collector at %s refused the API key (HTTP %s: %s); spans"
+                    " are kept in the spool (or, without one, dropped) and counted",
+                    self.url,
+                    status,
+                    detail,
+                )
+                return REFUSED
             if status is not None and status not in _RETRYABLE:
                 log_once(
                     f"http:{status}",
@@ -98,7 +128,7 @@ class HttpSender:
                     status,
                     detail,
                 )
-                return False
+                return REJECTED
             backoff = min(_MAX_BACKOFF, 0.5 * 2**attempt) * random.uniform(0.8, 1.2)
             if retry_after is not None:
                 backoff = min(retry_after, _MAX_BACKOFF)
@@ -107,13 +137,14 @@ class HttpSender:
                 log_once(
                     "unreachable",
                     "tenantscope: cannot export spans to %s (%s); the app is not affected, "
-                    "spans are retried then dropped and counted (tenantscope.sdk.stats())",
+                    "spans are kept in the spool (or, without one, retried then dropped) and"
+                    " counted (tenantscope.sdk.stats())",
                     self.url,
                     detail if status is None else f"HTTP {status}",
                 )
-                return False
+                return FAILED
             if self._stop.wait(backoff):
-                return False
+                return FAILED
 
     def _post(self, body: bytes, deadline: float) -> tuple[int, float | None, str]:
         import requests  # a dependency of opentelemetry-exporter-otlp-proto-http
@@ -184,9 +215,13 @@ class BatchExporter(SpanProcessor):
         export_interval: float,
         shutdown_timeout: float,
         counters: Counters | None = None,
+        spool: Callable[[], Spool | None] | None = None,
     ) -> None:
-        # ``sender``: anything with send(spans) -> bool, stop(), close(), reset_after_fork()
+        # ``sender``: anything with send(spans) -> bool, stop(), close(), reset_after_fork();
+        # with a spool also encode(spans) -> bytes | None and post(body) -> OK/REJECTED/FAILED.
+        # ``spool`` opens this process's spool (called again in a forked child)
         self._sender = sender
+        self._open_spool = spool
         self._max_queue = max_queue_size
         self._max_batch = max_export_batch_size
         self._interval = export_interval
@@ -203,6 +238,14 @@ class BatchExporter(SpanProcessor):
         self._done = 0  # flush generations completed
         self._stopping = False
         self._pid = os.getpid()
+        self._spool: Spool | None = None
+        if self._open_spool is not None:
+            try:
+                self._spool = self._open_spool()
+            except Exception as exc:  # an unwritable spool dir: export as without one
+                log_once("spool_open", "tenantscope: cannot open the spool (%s); none is used", exc)
+        self._down_until = 0.0
+        self._down_for = 0.0
         self._thread = threading.Thread(target=self._run, name="tenantscope-export", daemon=True)
         self._thread.start()
 
@@ -246,6 +289,7 @@ class BatchExporter(SpanProcessor):
             self._requested += 1
             gen = self._requested
             failures = self.counters.failed_exports
+            spooled = self.counters.spooled
         self._wake.set()
         with self._cond:
             while self._done < gen:
@@ -253,8 +297,13 @@ class BatchExporter(SpanProcessor):
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._cond.wait(remaining)
-        # True: what was queued before the call went out and nothing failed meanwhile
-        return self.counters.failed_exports == failures
+        # True: what was queued before the call went out (not to the spool), nothing failed
+        # meanwhile, and no batch waits in the spool
+        return (
+            self.counters.failed_exports == failures
+            and self.counters.spooled == spooled
+            and not (self._spool is not None and len(self._spool))
+        )
 
     def shutdown(self) -> None:
         self.shutdown_within(self._shutdown_timeout)
@@ -267,15 +316,19 @@ class BatchExporter(SpanProcessor):
         self._wake.set()
         self._thread.join(max(0.0, timeout))
         self._closed = True
-        self._sender.stop()  # a last export still retrying gives up now
+        self._sender.stop()  # a last export still retrying gives up now (to the spool)
         self._thread.join(0.5)
         self._sender.close()
+        if self._spool is not None and not self._thread.is_alive():
+            self._spool.close()  # what is left there is the next process's to send
 
     def after_fork(self) -> None:
         """In a forked child: a fresh queue and worker (the parent exports its own spans)."""
         if self._closed:
             return
         self._sender.reset_after_fork()
+        if self._spool is not None:
+            self._spool.forget_after_fork()  # the parent's directory stays the parent's
         self._start()
 
     # -- the worker ----------------------------------------------------------------------------
@@ -309,8 +362,74 @@ class BatchExporter(SpanProcessor):
                 left -= 1
             if not self._send(batch) and not everything:
                 break
+        spool = self._spool
+        if spool is not None:
+            try:
+                self._replay(spool, _REPLAY_BUSY if queue else _REPLAY_IDLE)
+                spool.sync()
+                spool.adopt_now_and_then()
+            except Exception as exc:  # the spool must never stop the export
+                internal_error("spool", exc)
+
+    # -- with a spool ------------------------------------------------------------------------
+    def _down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def _went_down(self) -> None:
+        self._down_for = min(_DOWN_MAX_S, max(_DOWN_MIN_S, self._down_for * 2))
+        self._down_until = time.monotonic() + self._down_for
+
+    def _came_up(self) -> None:
+        self._down_for = 0.0
+        self._down_until = 0.0
+
+    def _spool_send(self, spool: Spool, batch: list[ReadableSpan]) -> bool:
+        """Send a live batch, or keep it in the spool while the collector is down (or when
+        this one fails). False only for a batch lost (unencodable, refused, spool full)."""
+        body = self._sender.encode(batch)
+        outcome = FAILED if body is None else (FAILED if self._down() else None)
+        if body is not None and outcome is None:
+            outcome = self._sender.post(body)
+            if outcome == OK:
+                self._came_up()
+                with self.counters.lock:
+                    self.counters.exported += len(batch)
+                return True
+        if body is None or outcome == REJECTED:  # REFUSED waits in the spool for a key
+            with self.counters.lock:
+                self.counters.failed_exports += 1
+                self.counters.dropped_export_failed += len(batch)
+            return False
+        if not self._down():
+            self._went_down()
+        return spool.write(body, len(batch))
+
+    def _replay(self, spool: Spool, limit: int) -> None:
+        """Send up to ``limit`` spooled batches, oldest first, unless the collector is down
+        (the first one sent after a pause is the probe that finds it up again)."""
+        if not len(spool) or self._down() or self._closed:
+            return
+        sent = 0
+        for record, body in spool.oldest():
+            if sent >= limit:
+                return
+            outcome = self._sender.post(body)
+            if outcome in (FAILED, REFUSED):
+                self._went_down()
+                return
+            self._came_up()
+            spool.done(record)
+            sent += 1
+            with self.counters.lock:
+                if outcome == OK:
+                    self.counters.exported += record.spans
+                else:
+                    self.counters.failed_exports += 1
+                    self.counters.dropped_export_failed += record.spans
 
     def _send(self, batch: list[ReadableSpan]) -> bool:
+        if self._spool is not None:
+            return self._spool_send(self._spool, batch)
         try:
             sent = bool(self._sender.send(batch))
         except Exception as exc:  # the sender promises not to raise; belt and braces

@@ -13,6 +13,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -25,6 +26,7 @@ from tenantscope.sdk import _runtime, _stats
 from tenantscope.sdk._config import Config, load_config
 from tenantscope.sdk._export import BatchExporter, HttpSender
 from tenantscope.sdk._processor import Dispatch, Pipeline
+from tenantscope.sdk._spool import Spool, default_dir
 from tenantscope.sdk._stats import Counters, ExportStats
 
 
@@ -61,6 +63,11 @@ def init(
     export_timeout: float | None = None,
     shutdown_timeout: float | None = None,
     compression: str | None = None,
+    spool: bool | None = None,
+    spool_dir: str | None = None,
+    spool_max_mb: int | None = None,
+    spool_max_age_hours: float | None = None,
+    spool_policy: str | None = None,
     tracer_provider: ApiTracerProvider | None = None,
     span_processor: SpanProcessor | None = None,
 ) -> Config:
@@ -92,6 +99,11 @@ def init(
             "export_timeout": export_timeout,
             "shutdown_timeout": shutdown_timeout,
             "compression": compression,
+            "spool": spool,
+            "spool_dir": spool_dir,
+            "spool_max_mb": spool_max_mb,
+            "spool_max_age_hours": spool_max_age_hours,
+            "spool_policy": spool_policy,
         }.items()
         if value is not None
     }
@@ -201,6 +213,17 @@ def _batch_exporter(config: Config, counters: Counters) -> BatchExporter:
         timeout=config.export_timeout,
         compression=config.compression,
     )
+
+    def spool() -> Spool:
+        return Spool(
+            Path(config.spool_dir).expanduser() if config.spool_dir else default_dir(),
+            config.service_name or "unknown_service",
+            max_bytes=config.spool_max_mb * 2**20,
+            max_age_s=config.spool_max_age_hours * 3600,
+            policy=config.spool_policy,
+            counters=counters,
+        )
+
     return BatchExporter(
         sender,
         max_queue_size=config.max_queue_size,
@@ -208,6 +231,7 @@ def _batch_exporter(config: Config, counters: Counters) -> BatchExporter:
         export_interval=config.export_interval,
         shutdown_timeout=config.shutdown_timeout,
         counters=counters,
+        spool=spool if config.spool else None,
     )
 
 

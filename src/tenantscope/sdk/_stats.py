@@ -25,10 +25,22 @@ class ExportStats:
     dropped_export_failed: int = 0
     failed_exports: int = 0
     internal_errors: int = 0
+    # the disk spool: spans written to it, delivered from it, and given up on because it
+    # was full or they were older than its limit; corrupt spool files skipped
+    spooled: int = 0
+    spool_delivered: int = 0
+    dropped_spool_full: int = 0
+    dropped_spool_expired: int = 0
+    spool_corrupt: int = 0
 
     @property
     def dropped(self) -> int:
-        return self.dropped_queue_full + self.dropped_export_failed
+        return (
+            self.dropped_queue_full
+            + self.dropped_export_failed
+            + self.dropped_spool_full
+            + self.dropped_spool_expired
+        )
 
 
 class Counters:
@@ -42,6 +54,11 @@ class Counters:
         self.dropped_export_failed = 0
         self.failed_exports = 0
         self.internal_errors = 0
+        self.spooled = 0
+        self.spool_delivered = 0
+        self.dropped_spool_full = 0
+        self.dropped_spool_expired = 0
+        self.spool_corrupt = 0
         self.lock = threading.Lock()
 
     def snapshot(self) -> ExportStats:
@@ -52,6 +69,11 @@ class Counters:
             dropped_export_failed=self.dropped_export_failed,
             failed_exports=self.failed_exports,
             internal_errors=self.internal_errors,
+            spooled=self.spooled,
+            spool_delivered=self.spool_delivered,
+            dropped_spool_full=self.dropped_spool_full,
+            dropped_spool_expired=self.dropped_spool_expired,
+            spool_corrupt=self.spool_corrupt,
         )
 
 
