@@ -17,6 +17,14 @@ connection errors, timeouts and 429/502/503/504 until ``export_timeout`` has pas
 4xx answers are not retried. A batch that fails is dropped and counted. ``force_flush``
 waits at most its timeout and reports whether everything queued before it was exported.
 After ``fork()`` the child gets a fresh queue, thread and HTTP session.
+
+With a disk spool (the default, ``_spool.py``) nothing is dropped for an outage: the POSTs
+run on a thread of their own (``_poster.py``), and a batch it cannot take now -- the
+collector down, refusing the key, or slow (that thread still busy) -- is written to the
+spool by the export thread instead. After a failure, batches go straight to the spool for
+1 s (doubling to 30 s while it lasts); then spooled batches are sent again, oldest first,
+a few per round beside live ones. Only a full spool (its policy), its age limit or a batch
+the collector rejects (4xx) loses spans, each counted.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from tenantscope import __version__
 from tenantscope.sdk._encode import Unsupported, encode_request
+from tenantscope.sdk._poster import Job, Poster
 from tenantscope.sdk._spool import Spool
 from tenantscope.sdk._stats import Counters, internal_error, log_once
 
@@ -246,6 +255,12 @@ class BatchExporter(SpanProcessor):
                 log_once("spool_open", "tenantscope: cannot open the spool (%s); none is used", exc)
         self._down_until = 0.0
         self._down_for = 0.0
+        self._in_flight: set[str] = set()  # spooled batches handed to the poster
+        self._poster = (
+            Poster(self._sender, self._went_down, self._wake.set)
+            if self._spool is not None
+            else None
+        )
         self._thread = threading.Thread(target=self._run, name="tenantscope-export", daemon=True)
         self._thread.start()
 
@@ -297,6 +312,13 @@ class BatchExporter(SpanProcessor):
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._cond.wait(remaining)
+        poster = self._poster
+        if poster is not None:  # and what the round handed to the POST thread went out
+            while not poster.idle() or self._in_flight:
+                if time.monotonic() >= deadline or not self._thread.is_alive():
+                    return False
+                self._wake.set()
+                time.sleep(0.005)
         # True: what was queued before the call went out (not to the spool), nothing failed
         # meanwhile, and no batch waits in the spool
         return (
@@ -312,15 +334,27 @@ class BatchExporter(SpanProcessor):
         """Export what is queued, waiting at most ``timeout`` seconds, then stop."""
         if self._closed:
             return
+        began = time.monotonic()
         self._stopping = True
         self._wake.set()
         self._thread.join(max(0.0, timeout))
+        poster, spool = self._poster, self._spool
+        if poster is not None and spool is not None and not self._thread.is_alive():
+            # what the POST thread still holds: sent within the time left, or spooled
+            poster.join(max(0.0, timeout - (time.monotonic() - began)))
         self._closed = True
         self._sender.stop()  # a last export still retrying gives up now (to the spool)
         self._thread.join(0.5)
+        if poster is not None and spool is not None and not self._thread.is_alive():
+            poster.join(1.0)
+            poster.skip_waiting()
+            try:
+                self._apply(spool, poster)
+            except Exception as exc:
+                internal_error("spool", exc)
         self._sender.close()
-        if self._spool is not None and not self._thread.is_alive():
-            self._spool.close()  # what is left there is the next process's to send
+        if spool is not None and not self._thread.is_alive():
+            spool.close()  # what is left there is the next process's to send
 
     def after_fork(self) -> None:
         """In a forked child: a fresh queue and worker (the parent exports its own spans)."""
@@ -354,6 +388,9 @@ class BatchExporter(SpanProcessor):
         ends the round (the collector is down: wait for the next one); a flush or the
         shutdown goes on to the end."""
         queue = self._queue
+        spool, poster = self._spool, self._poster
+        if spool is not None and poster is not None:
+            self._apply(spool, poster)
         left = len(queue)
         while left > 0 and queue:
             batch: list[ReadableSpan] = []
@@ -362,10 +399,10 @@ class BatchExporter(SpanProcessor):
                 left -= 1
             if not self._send(batch) and not everything:
                 break
-        spool = self._spool
-        if spool is not None:
+        if spool is not None and poster is not None:
             try:
-                self._replay(spool, _REPLAY_BUSY if queue else _REPLAY_IDLE)
+                self._apply(spool, poster)
+                self._replay(spool, poster, _REPLAY_BUSY if queue else _REPLAY_IDLE)
                 spool.sync()
                 spool.adopt_now_and_then()
             except Exception as exc:  # the spool must never stop the export
@@ -384,48 +421,60 @@ class BatchExporter(SpanProcessor):
         self._down_until = 0.0
 
     def _spool_send(self, spool: Spool, batch: list[ReadableSpan]) -> bool:
-        """Send a live batch, or keep it in the spool while the collector is down (or when
-        this one fails). False only for a batch lost (unencodable, refused, spool full)."""
+        """Hand a live batch to the POST thread, or keep it in the spool while the
+        collector is down or that thread has its hands full. False only for a batch lost
+        (unencodable, or the spool full)."""
         body = self._sender.encode(batch)
-        outcome = FAILED if body is None else (FAILED if self._down() else None)
-        if body is not None and outcome is None:
-            outcome = self._sender.post(body)
-            if outcome == OK:
-                self._came_up()
-                with self.counters.lock:
-                    self.counters.exported += len(batch)
-                return True
-        if body is None or outcome == REJECTED:  # REFUSED waits in the spool for a key
-            with self.counters.lock:
-                self.counters.failed_exports += 1
-                self.counters.dropped_export_failed += len(batch)
+        if body is None:
+            self._count_lost(len(batch))
             return False
-        if not self._down():
-            self._went_down()
+        poster = self._poster
+        assert poster is not None
+        if not self._down() and poster.has_room():
+            poster.submit(Job(body, len(batch), None))
+            return True
         return spool.write(body, len(batch))
 
-    def _replay(self, spool: Spool, limit: int) -> None:
-        """Send up to ``limit`` spooled batches, oldest first, unless the collector is down
-        (the first one sent after a pause is the probe that finds it up again)."""
+    def _count_lost(self, spans: int) -> None:
+        with self.counters.lock:
+            self.counters.failed_exports += 1
+            self.counters.dropped_export_failed += spans
+
+    def _apply(self, spool: Spool, poster: Poster) -> None:
+        """What the POST thread did: count it, mark spooled batches delivered, and spool
+        live batches it could not deliver."""
+        for done in poster.take():
+            job, result = done.job, done.result
+            if job.record is not None:
+                self._in_flight.discard(job.record.path.name)
+            if result == OK:
+                self._came_up()
+                if job.record is not None:
+                    spool.done(job.record)
+                with self.counters.lock:
+                    self.counters.exported += job.spans
+            elif result == REJECTED:  # REFUSED waits in the spool for a key
+                if job.record is not None:
+                    spool.done(job.record, delivered=False)
+                self._count_lost(job.spans)
+            elif job.record is None:  # failed, refused or skipped: keep it
+                spool.write(job.body, job.spans)
+
+    def _replay(self, spool: Spool, poster: Poster, limit: int) -> None:
+        """Hand up to ``limit`` spooled batches to the POST thread, oldest first, unless the
+        collector is down (the first one sent after a pause is the probe that finds it up
+        again)."""
         if not len(spool) or self._down() or self._closed:
             return
-        sent = 0
+        handed = 0
         for record, body in spool.oldest():
-            if sent >= limit:
+            if handed >= limit or not poster.has_room():
                 return
-            outcome = self._sender.post(body)
-            if outcome in (FAILED, REFUSED):
-                self._went_down()
-                return
-            self._came_up()
-            spool.done(record)
-            sent += 1
-            with self.counters.lock:
-                if outcome == OK:
-                    self.counters.exported += record.spans
-                else:
-                    self.counters.failed_exports += 1
-                    self.counters.dropped_export_failed += record.spans
+            if record.path.name in self._in_flight:
+                continue
+            self._in_flight.add(record.path.name)
+            poster.submit(Job(body, record.spans, record))
+            handed += 1
 
     def _send(self, batch: list[ReadableSpan]) -> bool:
         if self._spool is not None:

@@ -249,13 +249,14 @@ class Spool:
             return None
         return body
 
-    def done(self, record: Record) -> None:
-        """A batch was delivered: forget it."""
+    def done(self, record: Record, *, delivered: bool = True) -> None:
+        """A batch was delivered (or refused for good): forget it."""
         if record in self._records:
             self._records.remove(record)
             self._forget(record)
-        with self.counters.lock:
-            self.counters.spool_delivered += record.spans
+        if delivered:
+            with self.counters.lock:
+                self.counters.spool_delivered += record.spans
 
     def _forget(self, record: Record) -> None:
         self._bytes -= record.size
