@@ -173,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
         "int",
         256,
         ("TENANTSCOPE_SPOOL_MAX_MB",),
-        "the spool's size limit (of every process of the service together), in MB",
+        "the spool's size limit per process (its own batches and those it took over), in MB",
         minimum=1,
     ),
     Setting(

@@ -79,11 +79,12 @@ class Poster:
             self._event.wait()
             self._event.clear()
             while self._inbox:
+                self.busy = True  # before the job leaves the inbox: never seen idle between
                 try:
                     job = self._inbox.popleft()
                 except IndexError:
+                    self.busy = False
                     break
-                self.busy = True
                 try:
                     result = self._sender.post(job.body)
                 except Exception:  # the sender promises not to raise
