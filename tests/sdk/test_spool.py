@@ -68,22 +68,22 @@ def test_an_outage_loses_nothing_and_each_call_counts_once(tmp_path: Path) -> No
         export_timeout=0.3,
         max_queue_size=2048,
     )
-    _calls(10_000, per_s=2500)
-    _wait("the queue went to disk", lambda: tenantscope.stats().spooled == 10_000)
+    _calls(20_000, per_s=2500)
+    _wait("the queue went to disk", lambda: tenantscope.stats().spooled == 20_000)
     assert tenantscope.stats().dropped == 0
     assert tenantscope.flush(0.5) is False  # nothing reached a collector
     # the collector comes up: a real server on that port
     try:
         with serve_app(svc) as srv:
-            _wait("the spool was delivered", lambda: tenantscope.stats().spool_delivered == 10_000)
+            _wait("the spool was delivered", lambda: tenantscope.stats().spool_delivered == 20_000)
             stats = tenantscope.stats()
-            assert stats.exported == 10_000 and stats.dropped == 0
+            assert stats.exported == 20_000 and stats.dropped == 0
             usage = srv.client.get(
                 "/api/tenants/acme/usage",
                 params={"from": "0"},
                 headers={"Tenantscope-Consistency": "strict"},
             ).json()
-            assert usage["request_count"] == 10_000  # each call once
+            assert usage["request_count"] == 20_000  # each call once
     finally:
         svc.close()
 
