@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +18,12 @@ ENV_PREFIXES = ("TENANTSCOPE_", "OTEL_", "NETRA_", "LLMOBSERVE_", "OPENAI_", "AN
 
 
 @pytest.fixture(autouse=True)
-def _fresh_sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
+    # the test's own disk spool: spans one test left there never reach another's server
+    monkeypatch.setenv("TENANTSCOPE_SPOOL_DIR", str(tmp_path / "spool"))
     yield
     tenantscope.shutdown()
     tenantscope.uninstrument_openai()
