@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import pytest
 
@@ -143,6 +144,10 @@ def test_slow_collector_does_not_block(caplog: pytest.LogCaptureFixture, spool: 
                     pass
             assert tenantscope.flush(0.2) is False
             assert tenantscope.flush(10) is False  # the batch timed out
+        if spool:  # the last outcomes reach the export thread at its next round
+            deadline = time.monotonic() + 10
+            while tenantscope.stats().spooled < 1000 and time.monotonic() < deadline:
+                time.sleep(0.05)
         stats = tenantscope.stats()
         if spool:  # kept on disk for later, not lost
             assert stats.spooled == 1000 and stats.dropped == 0

@@ -20,7 +20,7 @@ from tenantscope.query.common import Where, money, naive, to_int
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope
 from tenantscope.query.sources import TenantFilter, exact_sources
-from tenantscope.storage.base import ConfigStore, EventStore
+from tenantscope.storage.base import ConfigStore, Dialect, EventStore
 from tenantscope.storage.rollups import COUNTED
 
 # rule filter -> records column
@@ -155,18 +155,8 @@ class WindowQueries:
                 out[k] = WindowFigures(cost_usd=cost, tokens=tokens)
         return out
 
-    def _target_case(self, w: Where, targets: Mapping[str, int]) -> str:
-        if not targets:
-            return "CAST(NULL AS DOUBLE)"
-        by_target: dict[int, list[str]] = {}
-        for tid, target in targets.items():
-            by_target.setdefault(target, []).append(tid)
-        cases = []
-        for i, (target_ms, ids) in enumerate(sorted(by_target.items())):
-            cases.append(f"WHEN {self._d.contains(f'tg{i}', 'tenant_id')} THEN :tt{i}")
-            w.params[f"tg{i}"] = ids
-            w.params[f"tt{i}"] = target_ms
-        return f"(CASE {' '.join(cases)} END)"
+    def _target_case(self, w: Where, targets: Mapping[str, float]) -> str:
+        return target_case(self._d, w, targets) if targets else "CAST(NULL AS DOUBLE)"
 
     def _filter(self, scope: Scope, tenant_ids: Sequence[str] | None) -> TenantFilter:
         tf = TenantFilter.of(scope)
@@ -255,6 +245,20 @@ class WindowQueries:
         return out
 
 
+def target_case(d: Dialect, w: Where, targets: Mapping[str, float]) -> str:
+    """A SQL expression: each row's tenant's target (ms), from ``targets`` (tenant ->
+    target; one parameter list per distinct target), NULL for other tenants."""
+    by_target: dict[float, list[str]] = {}
+    for tid, target in targets.items():
+        by_target.setdefault(target, []).append(tid)
+    cases = []
+    for i, (target_ms, ids) in enumerate(sorted(by_target.items())):
+        cases.append(f"WHEN {d.contains(f'tg{i}', 'tenant_id')} THEN :tt{i}")
+        w.params[f"tg{i}"] = ids
+        w.params[f"tt{i}"] = target_ms
+    return f"(CASE {' '.join(cases)} END)"
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     total: int  # counted LLM calls
@@ -287,21 +291,10 @@ def slo_counts(
         bad = "duration_ms > :target_all"
     elif indicator == "latency":
         assert not isinstance(targets, (int, float))
-        by_target: dict[float, list[str]] = {}
-        for tid, target in (targets or {}).items():
-            by_target.setdefault(target, []).append(tid)
-        if not by_target:
+        if not targets:
             return {}
-        cases = []
-        for i, (target_ms, ids) in enumerate(sorted(by_target.items())):
-            cases.append(f"WHEN {d.contains(f'tg{i}', 'tenant_id')} THEN :tt{i}")
-            w.params[f"tg{i}"] = ids
-            w.params[f"tt{i}"] = target_ms
-        w.add(
-            d.contains("targeted", "tenant_id"),
-            targeted=[t for ids in by_target.values() for t in ids],
-        )
-        bad = f"duration_ms > (CASE {' '.join(cases)} END)"
+        w.add(d.contains("targeted", "tenant_id"), targeted=list(targets))
+        bad = f"duration_ms > {target_case(d, w, targets)}"
     else:
         bad = "status = 'error'"
     cols = []

@@ -467,10 +467,13 @@ class BatchExporter(SpanProcessor):
         if not len(spool) or self._down() or self._closed:
             return
         handed = 0
-        for record, body in spool.oldest():
+        for record in spool.oldest():
             if handed >= limit or not poster.has_room():
                 return
             if record.path.name in self._in_flight:
+                continue  # handed over already: not read again
+            body = spool.read(record)
+            if body is None:
                 continue
             self._in_flight.add(record.path.name)
             poster.submit(Job(body, record.spans, record))

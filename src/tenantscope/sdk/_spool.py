@@ -23,7 +23,6 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,16 +222,13 @@ class Spool:
     def size(self) -> int:
         return self._bytes
 
-    def oldest(self) -> Iterator[tuple[Record, bytes]]:
-        """Batches oldest first (skipping and removing corrupt and expired ones). Call
-        ``done`` for each one delivered."""
+    def oldest(self) -> list[Record]:
+        """Batches oldest first (expired ones dropped first); ``read`` gives a body (None
+        for a corrupt file, which is removed) and ``done`` marks one delivered."""
         self._expire()
-        for record in list(self._records):
-            body = self._read(record)
-            if body is not None:
-                yield record, body
+        return list(self._records)
 
-    def _read(self, record: Record) -> bytes | None:
+    def read(self, record: Record) -> bytes | None:
         try:
             data = record.path.read_bytes()
         except OSError:
