@@ -249,6 +249,9 @@ class BatchWriter:
         # told of each batch's new records once they are stored, with the batch's number
         # (``batches``): the limiter settles reservations by them (limits/limiter.py)
         self.on_stored: Callable[[list[UsageRecord], list[pa.Table], int], None] | None = None
+        # held while a batch is written and numbered: a reader that pins its snapshot
+        # under it knows exactly which batches it sees (``Limiter._load``)
+        self.commit_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -569,8 +572,9 @@ class BatchWriter:
             if rows.unpriced(key_of_record(r)):
                 self._price(r)
         tables = self._copies(inserts, updates, tables, replaced)
-        self._store.write(inserts, updates, tables=tables, replaced=replaced)
-        self.batches += 1
+        with self.commit_lock:
+            self._store.write(inserts, updates, tables=tables, replaced=replaced)
+            self.batches += 1
         self.records_written += len(inserts) + sum(t.num_rows for t in tables)
         self._tell_stored(inserts, tables)
         results: list[WriteResult] = []
@@ -625,8 +629,9 @@ class BatchWriter:
         updates, replaced = self._reresolve(inserts, stored)
         tables = self._copies(inserts, updates, tables, replaced)
         tables = [t for t in tables if t.num_rows]
-        self._store.write(inserts, updates, tables=tables, replaced=replaced)
-        self.batches += 1
+        with self.commit_lock:
+            self._store.write(inserts, updates, tables=tables, replaced=replaced)
+            self.batches += 1
         self.records_written += len(ids)
         self._tell_stored(inserts, tables)
         return [WriteResult(j.size, 0) for j in jobs], stored

@@ -150,7 +150,8 @@ class Ledger:
             return None
         self.unhold(r)
         for key in r.budgets:
-            if cost:
+            # a read of the store at or after ``gen`` already holds this record
+            if cost and self.stored_gen.get((key[3], key[4]), -1) < gen:
                 self.settled.setdefault(key, []).append((gen, cost))
         self.adjust(r, lambda held: float(tokens))
         return r

@@ -303,17 +303,21 @@ class Limiter:
     def _load(self, group: Group) -> None:
         start, per = group
         end = start + timedelta(days=33)  # beyond any month: records are not in the future
-        with self._load_lock:
-            gen = self.writer.batches  # the read includes at least every batch to here
-            rng = TimeRange(start, end)
+        rng = TimeRange(start, end)
+        with self._load_lock, self.events.snapshot():
+            with self.writer.commit_lock:
+                # the snapshot is pinned between two batches: it holds exactly the
+                # batches numbered up to ``gen``
+                gen = self.writer.batches
+                self.events.fetch("SELECT count(*) AS n FROM records WHERE false")
             if per == "tenant":
                 figures = {
                     (t, ""): c for t, c in self.queries.cost_by_tenant(Scope.all(), rng).items()
                 }
             else:
                 figures = self.queries.cost_by_subject(Scope.all(), rng, PER_COLUMN[per])
-            with self.lock:
-                self.ledger.set_stored(group, gen, figures)
+        with self.lock:
+            self.ledger.set_stored(group, gen, figures)
 
     def _ensure(self, groups: set[Group]) -> None:
         for group in groups:
