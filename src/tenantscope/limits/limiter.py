@@ -15,6 +15,7 @@ loses no spend (only the holds of calls in flight at that moment).
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -207,6 +208,10 @@ class Limiter:
         self._stop = threading.Event()
         self.checks = 0
         self.denials = 0
+        # reservation ids: unique per server run (a random prefix) and cheap to make (a
+        # counter); a bound key acts on its own tenant's only (routes_limits._owned)
+        self._id_prefix = secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")
+        self._ids = itertools.count(1)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -383,7 +388,7 @@ class Limiter:
                 )
             else:
                 r = Reservation(
-                    id="r_" + secrets.token_urlsafe(12),
+                    id=f"r_{self._id_prefix}{next(self._ids):x}",
                     tenant_id=call.tenant_id,
                     workspace_id=call.workspace_id,
                     feature=call.feature,

@@ -37,6 +37,7 @@ from tenantscope.server import (
 )
 from tenantscope.server.access import FailureLimiter, authorize
 from tenantscope.server.headers import NoStore, ServerTiming
+from tenantscope.server.limits_fast import LimitsFastPath
 from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 
@@ -112,6 +113,8 @@ def create_app(
     errors.install(app)
     app.add_middleware(NoStore)
     app.add_middleware(ServerTiming)
+    # outermost: limit decisions skip the stack (server/limits_fast.py)
+    app.add_middleware(LimitsFastPath)
     # one limit for bad keys and failed sign-ins, per client address
     app.state.auth_limiter = FailureLimiter()
     app.include_router(routes_ingest.router)

@@ -139,6 +139,24 @@ class KeyChecker:
         self._touch(key_id)
         return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id, name=key.name)
 
+    def cached_principal(self, token: str) -> Principal | None:
+        """The principal of ``token`` when its key is in the cache and fresh (no store
+        read: safe on the event loop), else None (then ask ``principal``)."""
+        parts = split_token(token)
+        if parts is None:
+            return None
+        role, key_id, secret = parts
+        with self._lock:
+            hit = self._cache.get(key_id)
+        if hit is None or time.monotonic() - hit[0] >= CACHE_SECONDS:
+            return None
+        key = hit[1]
+        if key is None or not key.active or key.role != role:
+            return None
+        if not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
+            return None
+        return Principal(role=key.role, tenant_id=key.tenant_id, key_id=key.key_id, name=key.name)
+
     def principal_of_key_id(self, key_id: str) -> Principal | None:
         """For a signed session that names its key: still there and not revoked?"""
         key = self._key(key_id)

@@ -96,9 +96,8 @@ def _money(problems: dict[str, str], data: dict[str, Any], name: str) -> Decimal
     return out
 
 
-def _tenant_for(request: Request, asked: Any) -> str:
+def _tenant_for(principal: Principal | None, asked: Any) -> str:
     """The call's tenant: a bound key's own (another one in the body: 403)."""
-    principal: Principal | None = getattr(request.state, "principal", None)
     bound = (
         principal.tenant_id
         if principal is not None and principal.role in ("ingest", "tenant") and principal.tenant_id
@@ -108,10 +107,10 @@ def _tenant_for(request: Request, asked: Any) -> str:
         if asked not in (None, "", bound):
             raise Forbidden(f"this key is bound to tenant {bound!r}; it cannot ask for {asked!r}")
         return bound
-    return "" if asked is None else asked
+    return "" if asked is None else str(asked)
 
 
-def parse_call(request: Request, data: Any) -> Call:
+def parse_call(principal: Principal | None, data: Any) -> Call:
     data = _object(data, CHECK_FIELDS, "a limit check")
     problems: dict[str, str] = {}
     text: dict[str, str] = {}
@@ -132,7 +131,7 @@ def parse_call(request: Request, data: Any) -> Call:
         ttl = DEFAULT_TTL_S
     if problems:
         raise InvalidFields(problems)
-    tenant = _tenant_for(request, text.pop("tenant_id"))
+    tenant = _tenant_for(principal, text.pop("tenant_id"))
     return Call(
         tenant_id=tenant,
         input_tokens=input_tokens,
@@ -150,74 +149,22 @@ def _reservation_id(data: dict[str, Any]) -> str:
     return rid
 
 
-def _owned(request: Request, limiter: Limiter, rid: str) -> None:
-    """A bound key acts only on its own tenant's reservations (others: as unknown)."""
+def _owned(principal: Principal | None, limiter: Limiter, rid: str) -> None:
+    """A bound key acts only on its own tenant's reservations."""
     r = limiter.reservation(rid)
     if r is None:
         raise NotFound(f"no reservation {rid} (unknown, settled or expired)")
-    _tenant_for(request, r.tenant_id)
+    _tenant_for(principal, r.tenant_id)
 
 
-def _doc(fields: tuple[str, ...], example: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "description": description,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {f: {} for f in fields},
-                        "additionalProperties": False,
-                    },
-                    "example": example,
-                }
-            },
-        },
-        "responses": {422: {"description": "fields to fix, each named in error.details"}},
-    }
+# -- the decisions, one function each: served by the routes below for the API reference
+# and by server/limits_fast.py, which answers them ahead of the middleware stack --------
+def do_check(svc: Services, principal: Principal | None, data: Any) -> dict[str, Any]:
+    return svc.limiter.check(parse_call(principal, data)).as_json()
 
 
-# -- decisions ---------------------------------------------------------------------------
-@decisions.post(
-    "/check",
-    summary="May this call go ahead? Allowed calls hold a reservation",
-    description=(
-        "Answers 200 either way: `allowed`, the limit that decided (`decided_by`: on a"
-        " refusal the one that refused, else the tightest), `remaining` of it, `retry_after`"
-        " seconds (null: allowed, or the call is larger than the limit), and on an allowed"
-        " call a `reservation_id` holding the call's estimated maximum cost and tokens."
-        " Put the id on the call's span (`tenantscope.reservation_id`) and it is settled"
-        " at the real cost when the span is stored; or use /v1/limits/settle. A refused"
-        " call is recorded with status `blocked`. See docs/limits.md."
-    ),
-    openapi_extra=_doc(
-        CHECK_FIELDS,
-        {
-            "feature": "summarize",
-            "model": "gpt-4o-mini",
-            "input_tokens": 1200,
-            "max_tokens": 400,
-        },
-        "the call's attribution, model, prompt size estimate and max_tokens",
-    ),
-)
-async def check(request: Request) -> dict[str, Any]:
-    call = parse_call(request, await read_json(request))
-    return _limiter(request).check(call).as_json()
-
-
-@decisions.post(
-    "/extend",
-    summary="Hold more output tokens for a stream that passed its reservation",
-    openapi_extra=_doc(
-        ("reservation_id", "output_tokens"),
-        {"reservation_id": "r_…", "output_tokens": 1024},
-        "the reservation and how many more output tokens to hold",
-    ),
-)
-async def extend(request: Request) -> dict[str, Any]:
-    data = _object(await read_json(request), ("reservation_id", "output_tokens"), "an extension")
+def do_extend(svc: Services, principal: Principal | None, data: Any) -> dict[str, Any]:
+    data = _object(data, ("reservation_id", "output_tokens"), "an extension")
     rid = _reservation_id(data)
     problems: dict[str, str] = {}
     more = _tokens(problems, data, "output_tokens")
@@ -226,27 +173,12 @@ async def extend(request: Request) -> dict[str, Any]:
     if problems:
         raise InvalidFields(problems)
     assert more is not None
-    limiter = _limiter(request)
-    _owned(request, limiter, rid)
-    return limiter.extend(rid, more).as_json()
+    _owned(principal, svc.limiter, rid)
+    return svc.limiter.extend(rid, more).as_json()
 
 
-@decisions.post(
-    "/settle",
-    summary="Record a reserved call's real usage (for calls without an instrumented span)",
-    description=(
-        "Writes the call through ingest as a record with the reservation's attribution"
-        " (event id `reservation:<id>`: settling twice counts once) and answers once it is"
-        " stored; the reservation is then settled at the record's cost."
-    ),
-    openapi_extra=_doc(
-        SETTLE_FIELDS,
-        {"reservation_id": "r_…", "status": "ok", "input_tokens": 900, "output_tokens": 120},
-        "the reservation and the call's real usage",
-    ),
-)
-async def settle(request: Request) -> dict[str, Any]:
-    data = _object(await read_json(request), SETTLE_FIELDS, "a settlement")
+async def do_settle(svc: Services, principal: Principal | None, data: Any) -> dict[str, Any]:
+    data = _object(data, SETTLE_FIELDS, "a settlement")
     rid = _reservation_id(data)
     problems: dict[str, str] = {}
     status = data.get("status", "ok")
@@ -276,9 +208,8 @@ async def settle(request: Request) -> dict[str, Any]:
         duration = 0.0
     if problems:
         raise InvalidFields(problems)
-    limiter = _limiter(request)
-    _owned(request, limiter, rid)
-    record = limiter.settle_record(
+    _owned(principal, svc.limiter, rid)
+    record = svc.limiter.settle_record(
         rid,
         status=status,
         cost_usd=cost,
@@ -286,12 +217,103 @@ async def settle(request: Request) -> dict[str, Any]:
         counts=counts,
         texts=texts,
     )
-    await services_of(request).writer.write([record])
+    await svc.writer.write([record])
     return {
         "settled": True,
         "event_id": record.event_id,
         "cost_usd": None if record.cost_usd is None else format(record.cost_usd, "f"),
     }
+
+
+def do_release(svc: Services, principal: Principal | None, data: Any) -> dict[str, Any]:
+    data = _object(data, ("reservation_id",), "a release")
+    rid = _reservation_id(data)
+    if svc.limiter.reservation(rid) is not None:
+        _owned(principal, svc.limiter, rid)
+    return {"released": svc.limiter.release(rid)}
+
+
+def _doc(fields: tuple[str, ...], example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {f: {} for f in fields},
+                        "additionalProperties": False,
+                    },
+                    "example": example,
+                }
+            },
+        },
+        "responses": {422: {"description": "fields to fix, each named in error.details"}},
+    }
+
+
+def _principal(request: Request) -> Principal | None:
+    return getattr(request.state, "principal", None)
+
+
+# -- decisions ---------------------------------------------------------------------------
+@decisions.post(
+    "/check",
+    summary="May this call go ahead? Allowed calls hold a reservation",
+    description=(
+        "Answers 200 either way: `allowed`, the limit that decided (`decided_by`: on a"
+        " refusal the one that refused, else the tightest), `remaining` of it, `retry_after`"
+        " seconds (null: allowed, or the call is larger than the limit), and on an allowed"
+        " call a `reservation_id` holding the call's estimated maximum cost and tokens."
+        " Put the id on the call's span (`tenantscope.reservation_id`) and it is settled"
+        " at the real cost when the span is stored; or use /v1/limits/settle. A refused"
+        " call is recorded with status `blocked`. See docs/limits.md."
+    ),
+    openapi_extra=_doc(
+        CHECK_FIELDS,
+        {
+            "feature": "summarize",
+            "model": "gpt-4o-mini",
+            "input_tokens": 1200,
+            "max_tokens": 400,
+        },
+        "the call's attribution, model, prompt size estimate and max_tokens",
+    ),
+)
+async def check(request: Request) -> dict[str, Any]:
+    return do_check(services_of(request), _principal(request), await read_json(request))
+
+
+@decisions.post(
+    "/extend",
+    summary="Hold more output tokens for a stream that passed its reservation",
+    openapi_extra=_doc(
+        ("reservation_id", "output_tokens"),
+        {"reservation_id": "r_…", "output_tokens": 1024},
+        "the reservation and how many more output tokens to hold",
+    ),
+)
+async def extend(request: Request) -> dict[str, Any]:
+    return do_extend(services_of(request), _principal(request), await read_json(request))
+
+
+@decisions.post(
+    "/settle",
+    summary="Record a reserved call's real usage (for calls without an instrumented span)",
+    description=(
+        "Writes the call through ingest as a record with the reservation's attribution"
+        " (event id `reservation:<id>`: settling twice counts once) and answers once it is"
+        " stored; the reservation is then settled at the record's cost."
+    ),
+    openapi_extra=_doc(
+        SETTLE_FIELDS,
+        {"reservation_id": "r_…", "status": "ok", "input_tokens": 900, "output_tokens": 120},
+        "the reservation and the call's real usage",
+    ),
+)
+async def settle(request: Request) -> dict[str, Any]:
+    return await do_settle(services_of(request), _principal(request), await read_json(request))
 
 
 @decisions.post(
@@ -300,12 +322,7 @@ async def settle(request: Request) -> dict[str, Any]:
     openapi_extra=_doc(("reservation_id",), {"reservation_id": "r_…"}, "the reservation"),
 )
 async def release(request: Request) -> dict[str, Any]:
-    data = _object(await read_json(request), ("reservation_id",), "a release")
-    rid = _reservation_id(data)
-    limiter = _limiter(request)
-    if limiter.reservation(rid) is not None:
-        _owned(request, limiter, rid)
-    return {"released": limiter.release(rid)}
+    return do_release(services_of(request), _principal(request), await read_json(request))
 
 
 # -- definitions -------------------------------------------------------------------------

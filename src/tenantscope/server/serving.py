@@ -12,7 +12,11 @@ Timeouts: what a client sends is bounded in time, so stalled clients cannot hold
 connections (and their memory) for ever. An idle kept-alive connection is closed after
 ``keep_alive_timeout_s`` (uvicorn's own timer); a request's headers must be complete
 within ``header_timeout_s`` (``HeaderDeadline`` below: uvicorn has no such limit); its
-body within ``body_timeout_s`` (server/body.py, answered 408)."""
+body within ``body_timeout_s`` (server/body.py, answered 408).
+
+Speed: httptools parses requests and uvloop runs the event loop (uvicorn's "standard"
+choices); with h11 and asyncio's loop a limit check spent more time in parsing and
+socket calls than in deciding."""
 
 from __future__ import annotations
 
@@ -21,23 +25,28 @@ import math
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tenantscope.server.settings import Settings
 
 
-class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers. uvicorn starts
-    no timer on a new connection, and its keep-alive timer stops at the first byte, so a
-    connection that sends nothing, or sends its headers a byte at a time (slowloris), is
-    held open for ever. Here a timer runs from the connection's start, and again from each
-    answer, until the next request's headers are in; when it fires, the connection is
-    closed. (h11 rather than httptools: the deadline hooks into this class.)"""
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request's headers. uvicorn
+    starts no timer on a new connection, and its keep-alive timer stops at the first byte,
+    so a connection that sends nothing, or sends its headers a byte at a time (slowloris),
+    is held open for ever. Here a deadline runs from the connection's start, and again from
+    each answer, until the next request's headers are in; when it passes, the connection is
+    closed.
+
+    One timer per connection, not one per request: arming moves the deadline, and the
+    timer, when it fires early, waits for the rest (a timer made and cancelled for every
+    request cost as much as deciding a limit check)."""
 
     header_timeout: float = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._header_deadline: float | None = None
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -45,14 +54,15 @@ class HeaderDeadline(H11Protocol):
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._header_deadline = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)
 
-    def handle_events(self) -> None:
-        cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:  # a new request cycle: its headers are complete
-            self._disarm()
+    def on_headers_complete(self) -> None:
+        self._header_deadline = None  # this request's headers are in
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         # armed first: a pipelined request handled inside the call below disarms it
@@ -60,17 +70,18 @@ class HeaderDeadline(H11Protocol):
         super().on_response_complete()
 
     def _arm(self) -> None:
-        self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._expired)
-
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        self._header_deadline = self.loop.time() + self.header_timeout
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_at(self._header_deadline, self._expired)
 
     def _expired(self) -> None:
         self._header_timer = None
-        if not self.transport.is_closing():
+        deadline = self._header_deadline
+        if deadline is None:
+            return  # headers arrived; the next answer arms it again
+        if self.loop.time() < deadline:  # armed again since: wait for the rest
+            self._header_timer = self.loop.call_at(deadline, self._expired)
+        elif not self.transport.is_closing():
             self.transport.close()
 
 
@@ -89,5 +100,6 @@ def uvicorn_config(
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,  # explicit: uvicorn's default trusts 127.0.0.1
         http=protocol,
+        loop="auto",  # uvloop where it is installed (not on Windows)
         timeout_keep_alive=math.ceil(settings.keep_alive_timeout_s),
     )
