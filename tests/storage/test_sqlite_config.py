@@ -15,11 +15,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tenantscope.storage import alert_rows
+from tenantscope.storage import alert_rows, limit_rows
 from tenantscope.storage.base import CLI
 from tenantscope.storage.sqlite_config import MIGRATIONS_DIR, SQLiteConfigStore, metadata
 from tests.storage.contract_audit import AuditLogContract
 from tests.storage.contract_config import ConfigStoreContract
+from tests.storage.contract_limits import LimitStoreContract
 
 
 @pytest.fixture
@@ -37,6 +38,10 @@ class TestSQLiteConfigStoreContract(ConfigStoreContract):
 
 
 class TestSQLiteAuditLog(AuditLogContract):
+    pass
+
+
+class TestSQLiteLimitStore(LimitStoreContract):
     pass
 
 
@@ -60,7 +65,7 @@ def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: P
     try:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
-            ("0004",)
+            ("0005",)
         ]
     finally:
         con.close()
@@ -75,7 +80,11 @@ def test_migration_matches_the_table_definitions(config_path: Path) -> None:
                 conn, opts={"version_table": "tenantscope_alembic_version"}
             )
             both = sa.MetaData()
-            for table in [*metadata.tables.values(), *alert_rows.metadata.tables.values()]:
+            for table in [
+                *metadata.tables.values(),
+                *alert_rows.metadata.tables.values(),
+                *limit_rows.metadata.tables.values(),
+            ]:
                 table.to_metadata(both)
             diff = compare_metadata(ctx, both)
     finally:
@@ -241,7 +250,7 @@ def test_a_store_from_before_the_audit_log_gains_it(config_path: Path) -> None:
         try:
             assert con.execute(
                 "SELECT version_num FROM tenantscope_alembic_version"
-            ).fetchall() == [("0004",)]
+            ).fetchall() == [("0005",)]
         finally:
             con.close()
         old = store.get_tenant("old")
