@@ -240,7 +240,7 @@ class Limiter:
         """One background round: definitions, stored spend, expired reservations, old
         rate entries, soft thresholds."""
         now = self.clock()
-        self.resolver(now)
+        self.resolver(now, background=True)
         gen = self.writer.batches
         mono = self.monotonic()
         if gen != self._last_gen or mono - self._last_full >= FULL_REFRESH_S:
@@ -253,7 +253,10 @@ class Limiter:
             self.notice_thresholds(now)
 
     # -- definitions -------------------------------------------------------------------
-    def resolver(self, now: datetime | None = None) -> Resolver:
+    def resolver(self, now: datetime | None = None, *, background: bool = False) -> Resolver:
+        """The limits that apply, re-read when this process changed them, when an approval
+        starts or ends, and (in the background round, off the request path) every
+        ``DEFINITIONS_TTL_S`` for changes made by other processes (the CLI)."""
         now = now or self.clock()
         mono = self.monotonic()
         version = getattr(self.config.limits, "version", 0)
@@ -261,7 +264,7 @@ class Limiter:
         if (
             r is None
             or version != self._version
-            or mono - self._resolved_at >= DEFINITIONS_TTL_S
+            or (background and mono - self._resolved_at >= DEFINITIONS_TTL_S)
             or (r.valid_until is not None and now >= r.valid_until)
         ):
             store = self.config.limits
