@@ -299,6 +299,7 @@ class SQLiteConfigStore(ConfigStore):
                 audit.tenant_snapshot(new),
                 now,
             )
+        self._limits._changed()  # a tier, rate limit or budget the limiter applies
         return new
 
     def delete_tenant(self, tenant_id: str, *, actor: Actor = SYSTEM) -> bool:
@@ -310,6 +311,7 @@ class SQLiteConfigStore(ConfigStore):
             conn.execute(sa.delete(tenants).where(where))
             before = audit.tenant_snapshot(_tenant_from_row(old))
             self._audit(conn, actor, "tenant.delete", tenant_id, before, None, _now())
+        self._limits._changed()
         return True
 
     # -- price overrides ---------------------------------------------------------------
