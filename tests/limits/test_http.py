@@ -74,6 +74,9 @@ def test_the_seeds_tiers_starter_refused_at_11_enterprise_takes_60(srv: RunningS
     enterprise = [check(ingest, "enterprise-co", model="gpt-4o-mini") for _ in range(60)]
     assert all(a["allowed"] for a in enterprise)
     assert not check(ingest, "enterprise-co")["allowed"]
+    metrics = srv.client.get("/metrics").text
+    assert "tenantscope_limit_checks_total 72\n" in metrics
+    assert "tenantscope_limit_refusals_total 2\n" in metrics
     # the refusals are recorded and counted per tenant and limit
     deadline = time.monotonic() + 10
     while True:

@@ -258,6 +258,7 @@ def test_blocked_calls_are_recorded_through_ingest(svc: Services) -> None:
     lim = limiter_of(svc, Clocks(NOW))
     assert lim.check(call("t")).allowed
     assert not lim.check(call("t", feature="search")).allowed  # type: ignore[arg-type]
+    assert lim.flush_blocked() == 1  # the background round does this each second
     hour = TimeRange(NOW - timedelta(hours=1), NOW + timedelta(hours=1))
     deadline = time.monotonic() + 10
     while not (blocks := svc.queries.windows.blocks(Scope.all(), hour)):

@@ -49,6 +49,7 @@ DEFAULT_TTL_S = 600
 MAX_TTL_S = 3600
 DEFINITIONS_TTL_S = 5.0  # re-read limits, tenants and approvals at least this often
 FULL_REFRESH_S = 30.0  # and the stored spend, even when no batch was stored
+MAX_BLOCKED_BUFFER = 100_000  # refused calls waiting for the next round's write
 
 
 def utcnow() -> datetime:
@@ -208,6 +209,9 @@ class Limiter:
         self._stop = threading.Event()
         self.checks = 0
         self.denials = 0
+        self._blocked: list[UsageRecord] = []
+        self._blocked_lock = threading.Lock()
+        self.blocked_dropped = 0
         # reservation ids: unique per server run (a random prefix) and cheap to make (a
         # counter); a bound key acts on its own tenant's only (routes_limits._owned)
         self._id_prefix = secrets.token_urlsafe(6).replace("-", "x").replace("_", "y")
@@ -226,6 +230,7 @@ class Limiter:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        self.flush_blocked()
         if self.writer.on_stored == self.on_stored:
             self.writer.on_stored = None
 
@@ -246,6 +251,7 @@ class Limiter:
         if gen != self._last_gen or mono - self._last_full >= FULL_REFRESH_S:
             self.refresh(now)
             self._last_full = mono
+        self.flush_blocked()
         self.expire()
         with self.lock:
             self.ledger.prune_rates(mono)
@@ -683,8 +689,20 @@ class Limiter:
             },
             source="limits",
         )
-        if self.writer.running:
-            self.writer.submit([record], resolved=True)
+        with self._blocked_lock:
+            if len(self._blocked) < MAX_BLOCKED_BUFFER:
+                self._blocked.append(record)
+            else:
+                self.blocked_dropped += 1
+
+    def flush_blocked(self) -> int:
+        """Write the refused calls recorded since the last flush, in one batch (a refusal
+        costs a list append on the request path, not a store write)."""
+        with self._blocked_lock:
+            records, self._blocked = self._blocked, []
+        if records and self.writer.running:
+            self.writer.submit(records, resolved=True)
+        return len(records)
 
     # -- figures for pages and the API ------------------------------------------------
     def status(self, tenant_ids: Sequence[str]) -> dict[str, list[Figure]]:

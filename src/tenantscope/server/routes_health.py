@@ -86,5 +86,14 @@ def metrics(request: Request) -> str:
         "# HELP tenantscope_ingest_decode_worker_restarts_total Decode worker pools replaced.",
         "# TYPE tenantscope_ingest_decode_worker_restarts_total counter",
         f"tenantscope_ingest_decode_worker_restarts_total {svc.decoder.restarts}",
+        "# HELP tenantscope_limit_checks_total Limit checks decided (docs/limits.md).",
+        "# TYPE tenantscope_limit_checks_total counter",
+        f"tenantscope_limit_checks_total {svc.limiter.checks}",
+        "# HELP tenantscope_limit_refusals_total Checks and stream extensions refused.",
+        "# TYPE tenantscope_limit_refusals_total counter",
+        f"tenantscope_limit_refusals_total {svc.limiter.denials}",
+        "# HELP tenantscope_limit_reservations Reservations held by calls in flight.",
+        "# TYPE tenantscope_limit_reservations gauge",
+        f"tenantscope_limit_reservations {len(svc.limiter.ledger.reservations)}",
     ]
     return "\n".join(lines) + "\n"
