@@ -282,3 +282,28 @@ def test_bad_input_says_what_to_fix(srv: RunningServer) -> None:
     resp = srv.client.post("/api/limits", json={"kind": "rate"})
     assert resp.status_code == 422
     assert srv.client.get("/api/limits").json() == []
+
+
+def test_a_blocked_call_is_a_trace_of_its_own_with_status_blocked(srv: RunningServer) -> None:
+    create(srv, name="none left", kind="rate", tenant_id="tiny", requests_per_minute=1)
+    ingest = httpx.Client(
+        base_url=srv.url, headers={"authorization": f"Bearer {srv.key('ingest')}"}
+    )
+    assert check(ingest, "tiny", model="gpt-4o-mini")["allowed"]
+    assert not check(ingest, "tiny", model="gpt-4o-mini", feature="search")["allowed"]
+    deadline = time.monotonic() + 10
+    while True:
+        page = srv.client.get(
+            "/api/traces", params={"tenant_id": "tiny", "status": "blocked"}, headers=STRICT
+        ).json()
+        if page["items"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (trace,) = page["items"]
+    assert trace["status"] == "blocked" and trace["requests"] == 0
+    detail = srv.client.get(f"/api/traces/{trace['trace_id']}").json()
+    (s,) = detail["roots"]
+    assert s["status"] == "blocked" and s["error_type"] == "L1"
+    assert s["error_message"].startswith("call refused: rate limit 'none left'")
+    assert s["feature"] == "search" and s["billable_state"] == "ignored"

@@ -33,7 +33,8 @@ from tenantscope.query.scope import Scope
 from tenantscope.storage.base import EventStore
 from tenantscope.storage.rollups import COUNTED
 
-TRACE_STATUSES = ("ok", "error", "cancelled")
+# blocked: a call a limit refused (its trace holds that one record)
+TRACE_STATUSES = ("ok", "error", "cancelled", "blocked")
 # How far apart the spans of one trace are looked for (the ingest writer joins the spans of
 # one trace over the same distance by default).
 TRACE_SPAN_HOURS = 6
@@ -73,7 +74,7 @@ class TraceFilters:
             value = getattr(self, column)
             if value:
                 w.add(f"trace_id IN ({spans} AND {column} = :f_{column})", **{f"f_{column}": value})
-        if self.status in ("error", "cancelled"):
+        if self.status in ("error", "cancelled", "blocked"):
             w.add(f"trace_id IN ({spans} AND status = :f_status)", f_status=self.status)
         elif self.status == "ok":
             w.add(f"trace_id NOT IN ({spans} AND status <> 'ok')")
@@ -324,8 +325,8 @@ class TraceQueries:
                 sum(CASE WHEN {COUNTED} THEN input_tokens ELSE 0 END) AS input_tokens,
                 sum(CASE WHEN {COUNTED} THEN output_tokens ELSE 0 END) AS output_tokens,
                 sum(CASE WHEN {COUNTED} THEN cost_usd END) AS cost_usd,
-                max(CASE WHEN status = 'error' THEN 2 WHEN status = 'cancelled' THEN 1
-                    ELSE 0 END) AS worst,
+                max(CASE WHEN status = 'blocked' THEN 3 WHEN status = 'error' THEN 2
+                    WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS worst,
                 {models} AS models
             FROM records {w.sql}
             GROUP BY trace_id"""
@@ -402,7 +403,7 @@ def _trace_row(head: dict[str, Any], r: dict[str, Any]) -> TraceRow:
         output_tokens=to_int(r["output_tokens"]),
         total_tokens=to_int(r["input_tokens"]) + to_int(r["output_tokens"]),
         cost_usd=Decimal(0) if r["cost_usd"] is None else Decimal(r["cost_usd"]),
-        status=("ok", "cancelled", "error")[to_int(r["worst"])],
+        status=("ok", "cancelled", "error", "blocked")[to_int(r["worst"])],
         models=[m for m in (r["models"] or "").split(",") if m],
         incomplete=head["incomplete"],
     )

@@ -157,8 +157,8 @@ def list_traces(
     model: str | None = None,
     feature: str | None = None,
     status: Annotated[
-        Literal["ok", "error", "cancelled"] | None,
-        Query(description="error/cancelled: traces with such a span; ok: traces without"),
+        Literal["ok", "error", "cancelled", "blocked"] | None,
+        Query(description="error/cancelled/blocked: traces with such a span; ok: traces without"),
     ] = None,
     limit: LimitQ = None,
     cursor: CursorQ = None,
