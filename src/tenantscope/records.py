@@ -11,12 +11,13 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
-Status = Literal["ok", "error", "cancelled"]
+Status = Literal["ok", "error", "cancelled", "blocked"]
 CostSource = Literal["reported", "catalog", "override", "unknown"]
 BillableState = Literal["billable", "included", "ignored"]
 Kind = Literal["llm", "span"]
 
-STATUSES: tuple[str, ...] = ("ok", "error", "cancelled")
+# blocked: refused by a limit before the call (never counted, never billable)
+STATUSES: tuple[str, ...] = ("ok", "error", "cancelled", "blocked")
 COST_SOURCES: tuple[str, ...] = ("reported", "catalog", "override", "unknown")
 BILLABLE_STATES: tuple[str, ...] = ("billable", "included", "ignored")
 

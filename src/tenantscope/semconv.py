@@ -28,6 +28,9 @@ SPAN_KIND: Final = "tenantscope.span.kind"
 # ok | error | cancelled, overriding what the OTLP status code says (e.g. a stream the app
 # closed early is cancelled, not an error)
 STATUS: Final = "tenantscope.status"
+# The limit check's reservation a call holds (``/v1/limits/check``): when its span is
+# stored, the reservation is settled at the span's real cost
+RESERVATION_ID: Final = "tenantscope.reservation_id"
 # Set by our SDK when ``gen_ai.usage.input_tokens`` already includes cache tokens whatever
 # the provider (the OTel convention); without it Anthropic figures are read as the API sends
 # them (cache additive).

@@ -275,6 +275,15 @@ KIND: dict[str, str] = {
     "/api/slos/{slo_id}": "config_api",
     "/api/slo-status": "api",
     "/api/insights": "api",
+    "/api/limits": "config_api",
+    "/api/limits/status": "api",
+    "/api/limits/approvals": "config_api",
+    "/api/limits/approvals/{approval_id}/revoke": "config_api",
+    "/api/limits/{limit_id}": "config_api",
+    "/v1/limits/check": "limits",
+    "/v1/limits/extend": "limits",
+    "/v1/limits/settle": "limits",
+    "/v1/limits/release": "limits",
     "/": "page",
     "/tenants": "page_all",
     "/tenant": "page",
@@ -324,6 +333,7 @@ RULE_OF_KIND = {
     "machine_all": "read_all",
     "api_all": "read_all",
     "ingest": "ingest",
+    "limits": "ingest",
     "api": "read",
     "admin": "admin",
     "config_api": access.CONFIG,
@@ -517,6 +527,8 @@ def _fill(path: str, t: Tenant, key_id: str) -> str:
         .replace("{rule_id}", "1")
         .replace("{contact_id}", "1")
         .replace("{slo_id}", "1")
+        .replace("{limit_id}", "1")
+        .replace("{approval_id}", "1")
         .replace("{name:path}", "app.css")
     )
 
@@ -574,6 +586,17 @@ def probes(route: RouteInfo, caller: Caller, m: Matrix) -> list[Probe]:
             for n, (variant, t) in enumerate((("own", own), ("foreign", foreign), ("none", None))):
                 body = _ingest_body(route.path, t, n + 1)
                 out.append(Probe(method, route.path, {}, f"{variant}:data", body))
+            continue
+        if route.path.startswith("/v1/limits/"):
+            if route.path == "/v1/limits/check":
+                for variant, t in (("own", own), ("foreign", foreign)):
+                    body = {"json": {"tenant_id": t.tenant_id, "model": t.model}}
+                    out.append(Probe(method, route.path, {}, f"{variant}:data", body))
+            else:  # a reservation that does not exist
+                body = {"json": {"reservation_id": "r_missing", "output_tokens": 1}}
+                if route.path == "/v1/limits/release":
+                    body = {"json": {"reservation_id": "r_missing"}}
+                out.append(Probe(method, route.path, {}, "plain", body))
             continue
         if route.path == "/api/keys" and method == "POST":
             body = {"json": {"role": "tenant", "tenant_id": own.tenant_id, "name": "m"}}
@@ -674,6 +697,12 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         if c.tenant is not None and probe.variant == "foreign:data" and route.path == "/v1/events":
             return 400  # every event of the batch is another tenant's: refused, clearly
         return 200
+    if kind == "limits":  # decisions: ingest keys (a bound one for its own tenant only)
+        if role not in ("admin", "ingest"):
+            return 403
+        if route.path == "/v1/limits/check":
+            return 403 if c.tenant is not None and probe.variant == "foreign:data" else 200
+        return 200 if route.path == "/v1/limits/release" else 404
     if kind == "admin":
         if role != "admin":
             return 403
@@ -716,6 +745,7 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         "/api/slo-status",  # one tenant's error budgets
         "/api/insights",  # one tenant's anomalies
         "/insights",
+        "/api/limits/status",  # one tenant's limits
     ):
         return 404
     return 200

@@ -198,7 +198,7 @@ class Evaluator:
                         rule_id=rule.id,
                         key=key,
                         contact_id=contact_id,
-                        payload=_payload(note),
+                        payload=notification_payload(note),
                         created_at=now,
                         next_attempt_at=now,
                     )
@@ -258,7 +258,7 @@ def _single(rule: AlertRule) -> str | None:
     return rule.tenant_ids[0] if len(rule.tenant_ids) == 1 and not rule.tier else None
 
 
-def _payload(n: Notification) -> dict[str, object]:
+def notification_payload(n: Notification) -> dict[str, object]:
     data = asdict(n)
     for name in ("window_start", "window_end"):
         data[name] = data[name].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

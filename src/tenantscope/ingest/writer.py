@@ -246,6 +246,9 @@ class BatchWriter:
         self.failures = 0
         # why logged records cannot be stored, while that lasts (readiness reports it)
         self.apply_error: str | None = None
+        # told of each batch's new records once they are stored, with the batch's number
+        # (``batches``): the limiter settles reservations by them (limits/limiter.py)
+        self.on_stored: Callable[[list[UsageRecord], list[pa.Table], int], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -569,6 +572,7 @@ class BatchWriter:
         self._store.write(inserts, updates, tables=tables, replaced=replaced)
         self.batches += 1
         self.records_written += len(inserts) + sum(t.num_rows for t in tables)
+        self._tell_stored(inserts, tables)
         results: list[WriteResult] = []
         for job, ids in zip(jobs, rows.per_job, strict=True):
             # an id repeated inside the batch is accepted for the job that sent it first
@@ -620,12 +624,20 @@ class BatchWriter:
                 tables.append(job.table)
         updates, replaced = self._reresolve(inserts, stored)
         tables = self._copies(inserts, updates, tables, replaced)
-        self._store.write(
-            inserts, updates, tables=[t for t in tables if t.num_rows], replaced=replaced
-        )
+        tables = [t for t in tables if t.num_rows]
+        self._store.write(inserts, updates, tables=tables, replaced=replaced)
         self.batches += 1
         self.records_written += len(ids)
+        self._tell_stored(inserts, tables)
         return [WriteResult(j.size, 0) for j in jobs], stored
+
+    def _tell_stored(self, inserts: list[UsageRecord], tables: list[pa.Table]) -> None:
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored(inserts, tables, self.batches)
+        except Exception:  # the batch is stored; a listener's failure must not undo that
+            log.exception("a listener of stored records failed")
 
     def _stored_traces(self, rows: _Rows) -> dict[str, list[UsageRecord]]:
         """The stored records of the batch's traces, within the trace window around it."""

@@ -179,6 +179,42 @@ class WindowQueries:
             )
         return {r["tenant_id"]: money(r["cost"]) for r in rows}
 
+    def cost_by_subject(
+        self, scope: Scope, rng: TimeRange, column: str
+    ) -> dict[tuple[str, str], Decimal]:
+        """Cost of counted LLM calls per tenant and ``column`` (``feature``,
+        ``workspace_id`` or ``user_id``) over ``rng``: what budgets per workspace or feature
+        spent. The rollups do not keep these columns, so it reads ``records``."""
+        if column not in FILTER_COLUMNS.values():
+            raise ValueError(f"not a record column of the filters: {column}")
+        w = Where.of(scope, rng).add(COUNTED)
+        rows = self.events.fetch(
+            f"""SELECT tenant_id, {column} AS subject, sum(coalesce(cost_usd, 0)) AS cost
+                FROM records {w.sql} GROUP BY 1, 2""",
+            w.params,
+        )
+        return {(r["tenant_id"], r["subject"]): money(r["cost"]) for r in rows}
+
+    def blocks(
+        self, scope: Scope, rng: TimeRange, tenant_ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Calls refused by a limit (records with status ``blocked``) per tenant and the
+        limit that refused them (its id, kept as the record's ``error_type``)."""
+        if tenant_ids is not None and not tenant_ids:
+            return {}
+        w = Where.of(scope, rng).add("status = 'blocked'")
+        if tenant_ids is not None:
+            w.add(self._d.contains("sel", "tenant_id"), sel=list(tenant_ids))
+        rows = self.events.fetch(
+            f"""SELECT tenant_id, error_type AS ref, count(*) AS n FROM records {w.sql}
+                GROUP BY 1, 2""",
+            w.params,
+        )
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            out.setdefault(r["tenant_id"], {})[r["ref"]] = to_int(r["n"])
+        return out
+
     def hourly(
         self, scope: Scope, rng: TimeRange, tenant_ids: Sequence[str] | None = None
     ) -> dict[str, dict[datetime, HourFigures]]:

@@ -46,6 +46,11 @@ RULES: dict[str, str] = {
     # ingest
     "/v1/traces": "ingest",
     "/v1/events": "ingest",
+    # limit decisions (the SDK's key)
+    "/v1/limits/check": "ingest",
+    "/v1/limits/extend": "ingest",
+    "/v1/limits/settle": "ingest",
+    "/v1/limits/release": "ingest",
     # JSON API (tenant keys: scoped to their tenant by the query layer)
     "/api": "read",
     "/api/tenants": "read",
@@ -73,6 +78,11 @@ RULES: dict[str, str] = {
     "/api/slos": CONFIG,
     "/api/slos/{slo_id}": CONFIG,
     "/api/slo-status": "read",
+    "/api/limits": CONFIG,
+    "/api/limits/status": "read",
+    "/api/limits/approvals": CONFIG,
+    "/api/limits/approvals/{approval_id}/revoke": CONFIG,
+    "/api/limits/{limit_id}": CONFIG,
     "/api/insights": "read",
     # dashboard
     "/": "read",

@@ -31,6 +31,7 @@ from tenantscope.server import (
     routes_ingest,
     routes_insights,
     routes_keys,
+    routes_limits,
     routes_slos,
     runfile,
 )
@@ -119,6 +120,8 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_slos.router)
+    app.include_router(routes_limits.decisions)
+    app.include_router(routes_limits.router)
     app.include_router(routes_insights.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)

@@ -13,6 +13,8 @@ from tenantscope.alerts.evaluator import Evaluator
 from tenantscope.ingest.pool import DecodePool
 from tenantscope.ingest.wal import WriteAheadLog
 from tenantscope.ingest.writer import BatchWriter
+from tenantscope.limits.limiter import Limiter
+from tenantscope.limits.notices import Notifier
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
 from tenantscope.records import UsageRecord
@@ -76,6 +78,7 @@ class Services:
     price: LivePricer
     keys: KeyChecker
     sessions: SessionSigner
+    limiter: Limiter
     evaluator: Evaluator | None = None
     deliverer: Deliverer | None = None
     _closed: bool = False
@@ -111,10 +114,20 @@ class Services:
             sessions=SessionSigner(
                 load_secret(settings.data_dir), settings.data_dir / REVOKED_FILE
             ),
+            limiter=Limiter(
+                events,
+                config,
+                writer,
+                price,
+                default_output_tokens=settings.limits_default_output_tokens,
+                refresh_s=settings.limits_refresh_ms / 1000.0,
+                on_notice=Notifier(config, settings.dashboard_url),
+            ),
         )
         if start_writer:
             try:
                 writer.start()  # first stores what a stopped server left in its log
+                svc.limiter.start()
                 if settings.alerts:
                     svc.start_alerts()
             except BaseException:
@@ -141,6 +154,7 @@ class Services:
             self.deliverer.stop()
         if self.evaluator is not None:
             self.evaluator.stop()
+        self.limiter.stop()
         self.decoder.close()
         self.writer.stop()
         self.events.close()

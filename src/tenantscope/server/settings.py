@@ -155,6 +155,20 @@ OPTIONS: tuple[Option, ...] = (
         "evaluate alert rules and send notifications in this server (off: a replica that"
         " only serves; the evaluator runs once per config store anyway, by lease)",
     ),
+    Option(
+        "limits_default_output_tokens",
+        lambda: 1024,
+        int,
+        "output tokens a limit check reserves for a call that sets no max_tokens (and each"
+        " extension of a stream that passes it)",
+    ),
+    Option(
+        "limits_refresh_ms",
+        lambda: 1000.0,
+        float,
+        "how often the limiter re-reads month-to-date spend from the store when records"
+        " arrived (calls it reserved count at once, others within this time)",
+    ),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
@@ -191,6 +205,8 @@ class Settings:
     body_timeout_s: float
     public_url: str
     alerts: bool
+    limits_default_output_tokens: int
+    limits_refresh_ms: float
     log_level: str
     insecure_no_auth: bool
 
@@ -217,6 +233,12 @@ class Settings:
                 raise ConfigError(
                     f"TENANTSCOPE_{name.upper()} must be a positive number of seconds"
                 )
+        if not 1 <= int(values["limits_default_output_tokens"]) <= 10**7:
+            raise ConfigError(
+                "TENANTSCOPE_LIMITS_DEFAULT_OUTPUT_TOKENS must be from 1 to 10,000,000"
+            )
+        if not float(values["limits_refresh_ms"]) > 0:
+            raise ConfigError("TENANTSCOPE_LIMITS_REFRESH_MS must be a positive number")
         if not float(values["read_lag_ms"]) >= 0:
             raise ConfigError("TENANTSCOPE_READ_LAG_MS must be 0 or more milliseconds")
         try:  # given as an argument: a string or a list, checked like the variable

@@ -22,6 +22,7 @@ from tenantscope.records import UsageRecord
 
 if TYPE_CHECKING:
     from tenantscope.storage.alert_state import AlertStore
+    from tenantscope.storage.limit_state import LimitStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +286,11 @@ AuditAction = Literal[
     "contact_point.delete",
     "slo.create",
     "slo.delete",
+    "limit.create",
+    "limit.update",
+    "limit.delete",
+    "limit_approval.create",
+    "limit_approval.revoke",
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
@@ -307,7 +313,8 @@ class AuditEntry:
 
 class ConfigStore(abc.ABC):
     """Tenant configuration, price overrides and API keys, and the audit log of their
-    changes; ``alerts`` holds the alerts' rules and state (``storage/alert_state.py``).
+    changes; ``alerts`` holds the alerts' rules and state (``storage/alert_state.py``), ``limits``
+    the limits' definitions, approvals and notices (``storage/limit_state.py``).
     Every method is its own transaction; every method that changes something
     writes its audit entry in that same transaction (``actor`` says who), so no change
     is stored without its entry, or the other way round. The audit log is append-only:
@@ -316,6 +323,10 @@ class ConfigStore(abc.ABC):
     @property
     @abc.abstractmethod
     def alerts(self) -> AlertStore: ...
+
+    @property
+    @abc.abstractmethod
+    def limits(self) -> LimitStore: ...
 
     @abc.abstractmethod
     def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...

@@ -35,6 +35,7 @@ from tenantscope.storage.base import (
     TenantConfig,
 )
 from tenantscope.storage.sql_alerts import SqlAlertStore
+from tenantscope.storage.sql_limits import SqlLimitStore
 from tenantscope.storage.validation import (
     MAX_LABEL,
     MAX_TENANT_ID,
@@ -219,10 +220,15 @@ class SQLiteConfigStore(ConfigStore):
             _install_sqlite_hooks(self._engine)
         self._migrate()
         self._alerts = SqlAlertStore(self)
+        self._limits = SqlLimitStore(self)
 
     @property
     def alerts(self) -> SqlAlertStore:
         return self._alerts
+
+    @property
+    def limits(self) -> SqlLimitStore:
+        return self._limits
 
     def _migrate(self) -> None:
         cfg = _alembic_config()

@@ -1,0 +1,44 @@
+"""Budget periods: calendar months in a time zone, starting on an anchor day (1-28, so
+every month has it). A period is [start, end) in UTC; the next begins exactly where one
+ends, so spend is never counted in two periods or in none."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+MAX_ANCHOR_DAY = 28
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> ZoneInfo:
+    """The time zone ``name`` (an IANA name such as ``Europe/Berlin``); KeyError when
+    there is none."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise KeyError(name) from exc
+
+
+def _start_of(year: int, month: int, anchor_day: int, tz: ZoneInfo) -> datetime:
+    # local midnight of the anchor day; fold=0 takes the first of an ambiguous hour
+    return datetime(year, month, anchor_day, tzinfo=tz).astimezone(timezone.utc)
+
+
+def _shift(year: int, month: int, by: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + by
+    return index // 12, index % 12 + 1
+
+
+def period(at: datetime, tz_name: str = "UTC", anchor_day: int = 1) -> tuple[datetime, datetime]:
+    """The period holding ``at`` (aware): (start, end) in UTC."""
+    tz = zone(tz_name)
+    local = at.astimezone(tz)
+    year, month = local.year, local.month
+    start = _start_of(year, month, anchor_day, tz)
+    if at < start:
+        year, month = _shift(year, month, -1)
+        start = _start_of(year, month, anchor_day, tz)
+    ny, nm = _shift(year, month, 1)
+    return start, _start_of(ny, nm, anchor_day, tz)
