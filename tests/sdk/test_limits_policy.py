@@ -220,18 +220,19 @@ def test_allowed_call_sends_attribution_and_carries_the_reservation(
     assert (stats.limit_checks, stats.limit_denied, stats.limit_unreachable) == (1, 0, 0)
 
 
-def test_the_default_tenant_is_checked_and_a_call_without_tenant_is_not(
+def test_the_default_tenant_is_checked_and_a_call_without_tenant_too(
     stub: Stub, fake: FakeProvider, spans: InMemorySpanExporter
 ) -> None:
     start(spans, stub.url)
+    # no tenant: asked as "" (a tenant-bound key makes it its tenant's, on the server)
     oai(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    assert stub.bodies("/v1/limits/check") == []
-    assert tenantscope.stats().limit_checks == 0
     start(spans, stub.url, tenant_id="solo")
     oai(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-    (check,) = stub.bodies("/v1/limits/check")
-    assert check["tenant_id"] == "solo"
-    assert check["max_tokens"] is None  # no cap in the request: the server's default
+    with tenantscope.context(tenant_id="acme"):
+        oai(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    checks = stub.bodies("/v1/limits/check")
+    assert [c["tenant_id"] for c in checks] == ["", "solo", "acme"]
+    assert checks[0]["max_tokens"] is None  # no cap in the request: the server's default
 
 
 def test_denied_call_raises_without_calling_the_provider(

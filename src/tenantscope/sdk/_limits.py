@@ -96,8 +96,8 @@ class TenantLimitExceeded(Exception):
         self.reason = reason
 
     def __str__(self) -> str:
-        if self.reason == "unreachable":
-            return self.message
+        if self.reason == "unreachable" or "retry" in self.message:
+            return self.message  # the server's message already says when to retry
         if self.retry_after is not None:
             return f"{self.message} (retry after {self.retry_after} s)"
         return f"{self.message} (retrying will not help until the limit changes)"
@@ -657,13 +657,6 @@ class Guard:
             for name, value in self._given.items():
                 if value is not None:
                     who[name] = str(value)
-            if not who["tenant_id"]:
-                log_once(
-                    "limits:guard-no-tenant",
-                    "tenantscope: guard() without a tenant (no tenant_id, context or default "
-                    "tenant): not checked",
-                )
-                return None
             input_tokens, max_tokens, cost = self._estimate
             body: dict[str, Any] = {
                 **who,

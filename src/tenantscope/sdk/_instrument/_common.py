@@ -358,15 +358,9 @@ def _begin(
 
 # --- limits ---------------------------------------------------------------------------------
 def _limit_body(op: Operation, kwargs: Mapping[str, Any], limiter: Limiter) -> Any:
-    """The check of one call (None: not checked, the call has no tenant)."""
+    """The check of one call. Without a tenant it is still asked: a tenant-bound key makes
+    it that tenant's, and limits for every tenant apply to "(no tenant)" too."""
     who = _limits.attribution(limiter)
-    if not who["tenant_id"]:
-        log_once(
-            "limits:no-tenant",
-            "tenantscope: an LLM call without a tenant (no tenant context, no default "
-            "tenant) is not checked against limits",
-        )
-        return None
     model = kwargs.get("model")
     return {
         **who,
