@@ -52,7 +52,7 @@ __all__ = [
     "guard",
 ]
 
-RESERVATION_ID = "tenantscope.reservation_id"
+RESERVATION_ID = semconv.RESERVATION_ID  # the server settles by it
 # set on an LLM span whose stream a limit cut off (with the usage counted so far)
 LIMIT_CUT = "tenantscope.limit.cut"
 # the span's token figures are the SDK's own count / upper-bound estimate, not the
