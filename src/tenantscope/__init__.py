@@ -35,6 +35,7 @@ from tenantscope.sdk._instrument import (
     uninstrument_anthropic,
     uninstrument_openai,
 )
+from tenantscope.sdk._limits import TenantLimitExceeded, guard
 from tenantscope.sdk._setup import flush, init, shutdown, stats
 from tenantscope.sdk._spans import SpanHandle, current_span, span
 from tenantscope.sdk._stats import ExportStats
@@ -56,11 +57,13 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "ExportStats",
     "SpanHandle",
+    "TenantLimitExceeded",
     "__version__",
     "context",
     "current_span",
     "flush",
     "get_context",
+    "guard",
     "init",
     "instrument_all",
     "instrument_anthropic",

@@ -191,6 +191,31 @@ SETTINGS: tuple[Setting, ...] = (
         ("TENANTSCOPE_SPOOL_POLICY",),
         "when the spool is full: `drop_newest` (keep what is there) or `drop_oldest`",
     ),
+    Setting(
+        "enforce_limits",
+        "bool",
+        False,
+        ("TENANTSCOPE_ENFORCE_LIMITS",),
+        "ask the server's limits (`POST <endpoint>/v1/limits/check`) before every "
+        "instrumented LLM call; a denied call raises `tenantscope.TenantLimitExceeded`",
+    ),
+    Setting(
+        "limits_timeout",
+        "float",
+        0.25,
+        ("TENANTSCOPE_LIMITS_TIMEOUT",),
+        "seconds a limit check may take at most (connect, send, answer); then "
+        "`limits_policy` decides",
+        minimum=0.001,
+    ),
+    Setting(
+        "limits_policy",
+        "str",
+        "open",
+        ("TENANTSCOPE_LIMITS_POLICY",),
+        "when the limit service cannot be asked (down, slow, 5xx, key refused): `open` "
+        "lets the call go (counted), `closed` refuses it with `TenantLimitExceeded`",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -221,6 +246,9 @@ class Config:
     spool_max_mb: int = 256
     spool_max_age_hours: float = 72.0
     spool_policy: str = "drop_newest"
+    enforce_limits: bool = False
+    limits_timeout: float = 0.25
+    limits_policy: str = "open"
 
     def export_headers(self) -> dict[str, str]:
         out = dict(self.headers)
@@ -250,6 +278,10 @@ def load_config(given: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     if values["spool_policy"] not in ("drop_newest", "drop_oldest"):
         raise ConfigError(
             f"spool_policy must be 'drop_newest' or 'drop_oldest', got {values['spool_policy']!r}"
+        )
+    if values["limits_policy"] not in ("open", "closed"):
+        raise ConfigError(
+            f"limits_policy must be 'open' or 'closed', got {values['limits_policy']!r}"
         )
     if values["max_export_batch_size"] > values["max_queue_size"]:
         if _explicit(_BY_NAME["max_export_batch_size"], given, env):

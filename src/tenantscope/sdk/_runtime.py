@@ -10,9 +10,13 @@ the app configured itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.trace import Tracer, TracerProvider
+
+if TYPE_CHECKING:
+    from tenantscope.sdk._limits import Limiter
 
 _NO_OP = trace.NoOpTracer()
 
@@ -24,6 +28,8 @@ class Runtime:
     enabled: bool = True
     capture_content: bool = False
     inject_stream_usage: bool = False
+    # asks the limit service (guard() always; instrumented calls when enforce_limits)
+    limiter: Limiter | None = None
     # one tracer per (name, version, provider) for the life of this runtime: init and
     # shutdown replace the runtime, and the provider is part of the key for the global one
     _tracers: dict[tuple[str, str | None, TracerProvider], Tracer] = field(

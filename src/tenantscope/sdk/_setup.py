@@ -25,6 +25,7 @@ from tenantscope import semconv
 from tenantscope.sdk import _runtime, _stats
 from tenantscope.sdk._config import Config, load_config
 from tenantscope.sdk._export import BatchExporter, HttpSender
+from tenantscope.sdk._limits import Limiter
 from tenantscope.sdk._processor import Dispatch, Pipeline
 from tenantscope.sdk._spool import Spool, default_dir
 from tenantscope.sdk._stats import Counters, ExportStats
@@ -68,6 +69,9 @@ def init(
     spool_max_mb: int | None = None,
     spool_max_age_hours: float | None = None,
     spool_policy: str | None = None,
+    enforce_limits: bool | None = None,
+    limits_timeout: float | None = None,
+    limits_policy: str | None = None,
     tracer_provider: ApiTracerProvider | None = None,
     span_processor: SpanProcessor | None = None,
 ) -> Config:
@@ -79,6 +83,8 @@ def init(
     ``SimpleSpanProcessor``, or your own exporter): the tenant context is still stamped.
     ``tenant_id`` is a process-wide default tenant for spans started outside any tenant
     context (the context, and a tenant a span is started with, win).
+    ``enforce_limits=True`` asks the server's limits before every instrumented call and
+    raises ``tenantscope.TenantLimitExceeded`` when one refuses (docs/sdk.md, "Limits").
     """
     given = {
         name: value
@@ -104,6 +110,9 @@ def init(
             "spool_max_mb": spool_max_mb,
             "spool_max_age_hours": spool_max_age_hours,
             "spool_policy": spool_policy,
+            "enforce_limits": enforce_limits,
+            "limits_timeout": limits_timeout,
+            "limits_policy": limits_policy,
         }.items()
         if value is not None
     }
@@ -138,6 +147,7 @@ def init(
                 enabled=True,
                 capture_content=config.capture_content,
                 inject_stream_usage=config.inject_stream_usage,
+                limiter=Limiter(config, _state.counters),
             )
         )
     return config

@@ -32,6 +32,15 @@ class ExportStats:
     dropped_spool_full: int = 0
     dropped_spool_expired: int = 0
     spool_corrupt: int = 0
+    # limit enforcement: checks asked (instrumented calls and guards), calls refused by a
+    # limit (checks and stream extensions), requests to the limit service that got no
+    # usable answer (down, timeout, 5xx, key refused: the policy decided), stream holds
+    # extended, and streams cut off by a limit
+    limit_checks: int = 0
+    limit_denied: int = 0
+    limit_unreachable: int = 0
+    limit_extends: int = 0
+    limit_streams_cut: int = 0
 
     @property
     def dropped(self) -> int:
@@ -59,6 +68,11 @@ class Counters:
         self.dropped_spool_full = 0
         self.dropped_spool_expired = 0
         self.spool_corrupt = 0
+        self.limit_checks = 0
+        self.limit_denied = 0
+        self.limit_unreachable = 0
+        self.limit_extends = 0
+        self.limit_streams_cut = 0
         self.lock = threading.Lock()
 
     def snapshot(self) -> ExportStats:
@@ -74,6 +88,11 @@ class Counters:
             dropped_spool_full=self.dropped_spool_full,
             dropped_spool_expired=self.dropped_spool_expired,
             spool_corrupt=self.spool_corrupt,
+            limit_checks=self.limit_checks,
+            limit_denied=self.limit_denied,
+            limit_unreachable=self.limit_unreachable,
+            limit_extends=self.limit_extends,
+            limit_streams_cut=self.limit_streams_cut,
         )
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tenantscope import semconv
+from tenantscope.sdk import _estimate
 from tenantscope.sdk._instrument._common import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
@@ -158,6 +159,14 @@ class _Messages(Operation):
                 attributes[GEN_AI_SYSTEM_INSTRUCTIONS] = truncate(system)
         return attributes
 
+    def estimate_input(self, kwargs: Mapping[str, Any]) -> int:
+        return _estimate.input_tokens(
+            kwargs, messages="messages", extra=("system", "tools", "tool_choice")
+        )
+
+    def output_cap(self, kwargs: Mapping[str, Any]) -> int | None:
+        return _estimate.max_output(kwargs, "max_tokens")  # required by the API
+
     def response_attributes(self, result: Any, call: LlmCall) -> Attributes:
         attributes: Attributes = {}
         put_str(attributes, semconv.GEN_AI_RESPONSE_ID, get(result, "id"))
@@ -192,6 +201,7 @@ class _MessageStream(StreamState):
         kind = item.type
         if kind == "content_block_delta":
             self.call.first_token()
+            self.output_token()
             if self.output_text is not None:
                 text = getattr(item.delta, "text", None)
                 if isinstance(text, str):
@@ -202,6 +212,7 @@ class _MessageStream(StreamState):
             self._merge(message.usage)
         elif kind == "message_delta":
             self._merge(item.usage)
+            self.output_total(getattr(item.usage, "output_tokens", None))
             self.stop_reason = getattr(item.delta, "stop_reason", None)
         elif kind == "message_stop":
             self.finished = True

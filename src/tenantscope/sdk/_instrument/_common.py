@@ -9,7 +9,9 @@ extraction runs under ``try``/``except`` and is logged at debug level.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import json
 import logging
 import time
@@ -23,7 +25,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, Trac
 from opentelemetry.util.types import AttributeValue
 
 from tenantscope import __version__, semconv
-from tenantscope.sdk import _context, _runtime
+from tenantscope.sdk import _context, _estimate, _limits, _runtime
+from tenantscope.sdk._limits import Limiter, Permit, StreamBudget, TenantLimitExceeded
+from tenantscope.sdk._stats import internal_error, log_once
 
 log = logging.getLogger("tenantscope.instrumentation")
 
@@ -144,6 +148,16 @@ class LlmCall:
         self.span.set_attributes({**(attributes or {}), semconv.STATUS: "cancelled"})
         self.span.end()
 
+    def cut(self, attributes: Attributes, reason: str) -> None:
+        """A limit stopped the stream: cancelled (not billable by default), with the
+        reason as the status message (the record's error message)."""
+        if self._ended:
+            return
+        self._ended = True
+        self.span.set_attributes({**attributes, semconv.STATUS: "cancelled"})
+        self.span.set_status(Status(StatusCode.ERROR, reason[:1000]))
+        self.span.end()
+
 
 def error_type(error: BaseException) -> str:
     """The HTTP status of an API error (e.g. ``"429"``), else the exception's class name."""
@@ -175,8 +189,18 @@ class Operation:
     def new_stream_state(self, call: LlmCall) -> StreamState | None:
         return None
 
+    def estimate_input(self, kwargs: Mapping[str, Any]) -> int:
+        """An upper bound of the request's input tokens (``_estimate``)."""
+        return _estimate.input_tokens(kwargs, messages="messages", extra=())
 
-def _start(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall | None:
+    def output_cap(self, kwargs: Mapping[str, Any]) -> int | None:
+        """The request's output token cap, None when it sets none."""
+        return _estimate.max_output(kwargs, "max_tokens")
+
+
+def _start(
+    op: Operation, options: Options, kwargs: dict[str, Any], permit: Permit | None = None
+) -> LlmCall | None:
     tracer = options.tracer()
     capture = options.capture_content
     model = kwargs.get("model")
@@ -188,6 +212,10 @@ def _start(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall |
     }
     if model:
         attributes[semconv.GEN_AI_REQUEST_MODEL] = model
+    if permit is not None and permit.reservation_id is not None:
+        # the server settles the reservation with this span's real figures when it
+        # stores it, failed and cancelled calls included
+        attributes[_limits.RESERVATION_ID] = permit.reservation_id
     attributes.update(op.request_attributes(kwargs, capture))
     stamped = _stamped_context(options)
     if stamped:
@@ -219,7 +247,9 @@ def _stamped_context(options: Options) -> Mapping[str, str]:
 _NOTHING: Mapping[str, str] = {}
 
 
-def _finish(op: Operation, call: LlmCall, result: T, streaming: bool) -> T:
+def _finish(
+    op: Operation, call: LlmCall, result: T, streaming: bool, permit: Permit | None = None
+) -> T:
     """Record the result on the span (or instrument the stream in place); never raises."""
     try:
         http_response = _http_response(result)
@@ -231,8 +261,12 @@ def _finish(op: Operation, call: LlmCall, result: T, streaming: bool) -> T:
             return result
         if streaming:
             state = op.new_stream_state(call)
-            if state is not None and instrument_stream(result, state):
-                return result
+            if state is not None:
+                if permit is not None:
+                    state.budget = permit.budget()
+                    state.input_estimate = permit.input_estimate
+                if instrument_stream(result, state):
+                    return result
         call.succeed(op.response_attributes(result, call))
     except Exception:
         log.debug("could not record a %s response", op.provider, exc_info=True)
@@ -311,13 +345,91 @@ def wrap_async(
     return wrapper
 
 
-def _begin(op: Operation, options: Options, kwargs: dict[str, Any]) -> LlmCall | None:
+def _begin(
+    op: Operation, options: Options, kwargs: dict[str, Any], permit: Permit | None
+) -> LlmCall | None:
     """The call's span; None when it could not start (the call then runs without one)."""
     try:
-        return _start(op, options, kwargs)
+        return _start(op, options, kwargs, permit)
     except Exception:
         log.debug("could not start a %s span", op.provider, exc_info=True)
         return None
+
+
+# --- limits ---------------------------------------------------------------------------------
+def _limit_body(op: Operation, kwargs: Mapping[str, Any], limiter: Limiter) -> Any:
+    """The check of one call. Without a tenant it is still asked: a tenant-bound key makes
+    it that tenant's, and limits for every tenant apply to "(no tenant)" too."""
+    who = _limits.attribution(limiter)
+    model = kwargs.get("model")
+    return {
+        **who,
+        "provider": op.provider,
+        "model": model if isinstance(model, str) else "",
+        "input_tokens": op.estimate_input(kwargs),
+        "max_tokens": op.output_cap(kwargs),
+    }
+
+
+def _permit_request(op: Operation, kwargs: Mapping[str, Any]) -> tuple[Permit | None, Any]:
+    """(a permit that needs no request, None) or (None, the check to make)."""
+    limiter = _runtime.current().limiter
+    if limiter is None:  # before init, or disabled: nothing is enforced
+        return None, None
+    try:
+        return _limits.permit_request(limiter, lambda lim: _limit_body(op, kwargs, lim))
+    except Exception as exc:  # an estimate that failed must not fail the call
+        internal_error("limit check", exc)
+        return None, None
+
+
+def _gate(op: Operation, kwargs: Mapping[str, Any]) -> Permit | None:
+    """Ask the limits before a call; raises TenantLimitExceeded (only) when refused."""
+    permit, body = _permit_request(op, kwargs)
+    if body is None:
+        return permit
+    limiter = _runtime.current().limiter
+    assert limiter is not None
+    return _limits.permit_from(limiter, body)
+
+
+async def _gate_async(op: Operation, kwargs: Mapping[str, Any]) -> Permit | None:
+    permit, body = _permit_request(op, kwargs)
+    if body is None:
+        return permit
+    limiter = _runtime.current().limiter
+    assert limiter is not None
+    return await _limits.permit_from_async(limiter, body)
+
+
+def _needs_release(permit: Permit | None) -> bool:
+    return (
+        permit is not None
+        and not permit.from_guard
+        and permit.reservation_id is not None
+        and permit.limiter is not None
+    )
+
+
+def _unspanned(permit: Permit | None) -> None:
+    """A call with a reservation but no recording span (sampled out): no span will settle
+    it, so release the hold now rather than let it block the tenant until it expires."""
+    if permit is not None and _needs_release(permit):
+        assert permit.limiter is not None and permit.reservation_id is not None
+        log_once(
+            "limits:unspanned",
+            "tenantscope: an LLM call's span is not recorded (sampling?): its limit "
+            "reservation is released, and the call counts only if its usage reaches the "
+            "server another way",
+        )
+        permit.limiter.release(permit.reservation_id)
+
+
+def _discard(awaitable: Awaitable[Any]) -> None:
+    # the request the app built was never sent: close it, or Python warns that the
+    # coroutine was never awaited
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()
 
 
 def traced_sync(
@@ -328,10 +440,15 @@ def traced_sync(
     streaming: bool = True,
 ) -> T:
     """Run ``thunk`` (the request, e.g. a stream helper's) under a span for a call made
-    with ``kwargs``."""
-    call = _begin(op, options, kwargs)
+    with ``kwargs``. With limits enforced, ask first: TenantLimitExceeded instead of the
+    call when a limit refuses."""
+    permit = _gate(op, kwargs)
+    call = _begin(op, options, kwargs, permit)
     if call is None:
-        return thunk()
+        try:
+            return thunk()
+        finally:
+            _unspanned(permit)
     token = otel_context.attach(trace.set_span_in_context(call.span))
     marker = IN_LLM_SPAN.set(True)
     try:
@@ -342,7 +459,7 @@ def traced_sync(
     finally:
         IN_LLM_SPAN.reset(marker)
         otel_context.detach(token)
-    return _finish(op, call, result, streaming)
+    return _finish(op, call, result, streaming, permit)
 
 
 async def traced_async(
@@ -353,9 +470,18 @@ async def traced_async(
     streaming: bool = True,
 ) -> T:
     """``traced_sync`` for a request made already, awaited here."""
-    call = _begin(op, options, kwargs)
+    try:
+        permit = await _gate_async(op, kwargs)
+    except BaseException:
+        _discard(awaitable)
+        raise
+    call = _begin(op, options, kwargs, permit)
     if call is None:
-        return await awaitable
+        try:
+            return await awaitable
+        finally:
+            if _needs_release(permit):
+                await asyncio.to_thread(_unspanned, permit)
     token = otel_context.attach(trace.set_span_in_context(call.span))
     marker = IN_LLM_SPAN.set(True)
     try:
@@ -366,7 +492,7 @@ async def traced_async(
     finally:
         IN_LLM_SPAN.reset(marker)
         otel_context.detach(token)
-    return _finish(op, call, result, streaming)
+    return _finish(op, call, result, streaming, permit)
 
 
 # --- streams --------------------------------------------------------------------------------
@@ -374,12 +500,68 @@ class StreamState:
     """Accumulates what a stream reports (usage, ids, finish) as the app reads it; ends the
     span when the stream is exhausted, fails, or is closed / dropped early (cancelled)."""
 
-    __slots__ = ("call", "finished", "output_text")
+    __slots__ = ("budget", "call", "finished", "input_estimate", "output_text")
 
     def __init__(self, call: LlmCall) -> None:
         self.call = call
         self.finished = False  # the provider's final event was seen
         self.output_text: list[str] | None = [] if call.capture else None
+        # output held by the call's reservation, when it must be extended as it streams
+        self.budget: StreamBudget | None = None
+        self.input_estimate = 0
+
+    def output_token(self, tokens: int = 1) -> None:
+        """Count output as it streams (one per content delta: close enough to decide when
+        to extend the hold; the span's figures come from the provider's usage)."""
+        budget = self.budget
+        if budget is not None:
+            budget.add(tokens)
+
+    def output_total(self, total: object) -> None:
+        """A cumulative output figure the provider reported mid-stream."""
+        budget = self.budget
+        if budget is not None and isinstance(total, int) and not isinstance(total, bool):
+            budget.at_least(total)
+
+    def extend(self) -> TenantLimitExceeded | None:
+        """Hold more output; when a limit refuses, end the span as cut and return the error
+        the stream raises (the caller closes the upstream)."""
+        budget = self.budget
+        if budget is None:
+            return None
+        try:
+            budget.extend()
+            return None
+        except TenantLimitExceeded as error:
+            self.cut(error)
+            budget.limiter._count("limit_streams_cut")
+            return error
+        except Exception as exc:  # never let our bookkeeping break the app's stream
+            internal_error("stream limit", exc)
+            self.budget = None
+            return None
+
+    def cut(self, error: TenantLimitExceeded) -> None:
+        if self.call.ended:
+            return
+        attributes = self._safe_attributes()
+        estimated = False
+        budget = self.budget
+        if budget is not None:
+            reported = attributes.get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS)
+            if not isinstance(reported, int) or reported < budget.counted:
+                attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = budget.counted
+                estimated = True
+        if semconv.GEN_AI_USAGE_INPUT_TOKENS not in attributes and self.input_estimate:
+            # the provider reports input at the end only (OpenAI): the upper bound the
+            # reservation was made with stands in for it
+            attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_estimate
+            estimated = True
+        if estimated:
+            attributes[_limits.USAGE_ESTIMATED] = True
+        attributes[semconv.ERROR_TYPE] = _limits.CUT_ERROR_TYPE
+        attributes[_limits.LIMIT_CUT] = True
+        self.call.cut(attributes, str(error))
 
     def item(self, item: Any) -> None:
         try:
@@ -445,6 +627,13 @@ def _iterate(inner: Iterator[T], state: StreamState) -> Iterator[T]:
     try:
         for item in inner:
             state.item(item)
+            if state.budget is not None and state.budget.exhausted():
+                error = state.extend()
+                if error is not None:
+                    close = getattr(inner, "close", None)
+                    if close is not None:
+                        close()  # closes the HTTP response: the provider stops generating
+                    raise error
             yield item
     except GeneratorExit:
         state.cancel()
@@ -462,6 +651,14 @@ async def _aiterate(inner: AsyncIterator[T], state: StreamState) -> AsyncIterato
     try:
         async for item in inner:
             state.item(item)
+            if state.budget is not None and state.budget.exhausted():
+                # the round trip on a worker thread: the event loop goes on meanwhile
+                error = await asyncio.to_thread(state.extend)
+                if error is not None:
+                    aclose = getattr(inner, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
+                    raise error
             yield item
     except GeneratorExit:
         state.cancel()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tenantscope import semconv
+from tenantscope.sdk import _estimate
 from tenantscope.sdk._instrument._common import (
     GEN_AI_INPUT_MESSAGES,
     GEN_AI_OUTPUT_MESSAGES,
@@ -159,6 +160,16 @@ class _Chat(Operation):
             attributes[GEN_AI_INPUT_MESSAGES] = input_messages(kwargs.get("messages"))
         return attributes
 
+    def estimate_input(self, kwargs: Mapping[str, Any]) -> int:
+        return _estimate.input_tokens(
+            kwargs,
+            messages="messages",
+            extra=("tools", "functions", "tool_choice", "response_format", "prediction"),
+        )
+
+    def output_cap(self, kwargs: Mapping[str, Any]) -> int | None:
+        return _estimate.max_output(kwargs, "max_completion_tokens", "max_tokens")
+
     def response_attributes(self, result: Any, call: LlmCall) -> Attributes:
         attributes: Attributes = {}
         put_str(attributes, semconv.GEN_AI_RESPONSE_ID, get(result, "id"))
@@ -197,6 +208,7 @@ class _ChatStream(StreamState):
             delta = choice.delta
             if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
                 self.call.first_token()
+                self.output_token()
                 if self.output_text is not None and delta.content:
                     self.output_text.append(delta.content)
             if choice.finish_reason is not None:
@@ -205,6 +217,7 @@ class _ChatStream(StreamState):
         usage = getattr(item, "usage", None)
         if usage is not None:
             self.usage = usage
+            self.output_total(getattr(usage, "completion_tokens", None))
 
     def attributes(self) -> Attributes:
         attributes: Attributes = {}
@@ -230,6 +243,16 @@ class _Responses(Operation):
             if isinstance(instructions, str):
                 attributes[GEN_AI_SYSTEM_INSTRUCTIONS] = truncate(instructions)
         return attributes
+
+    def estimate_input(self, kwargs: Mapping[str, Any]) -> int:
+        # a previous_response_id / conversation adds turns the server keeps: those are
+        # not in the request and cannot be bounded here
+        return _estimate.input_tokens(
+            kwargs, messages="input", extra=("instructions", "tools", "tool_choice", "text")
+        )
+
+    def output_cap(self, kwargs: Mapping[str, Any]) -> int | None:
+        return _estimate.max_output(kwargs, "max_output_tokens")
 
     def response_attributes(self, result: Any, call: LlmCall) -> Attributes:
         attributes = _response_fields(result)
@@ -282,6 +305,7 @@ class _ResponsesStream(StreamState):
         kind = item.type
         if kind.endswith(".delta"):
             self.call.first_token()
+            self.output_token()
             if self.output_text is not None and kind == "response.output_text.delta":
                 self.output_text.append(item.delta)
         elif kind in _RESPONSE_END_EVENTS:
@@ -301,6 +325,12 @@ class _Embeddings(Operation):
 
     def is_stream(self, kwargs: Mapping[str, Any]) -> bool:
         return False
+
+    def estimate_input(self, kwargs: Mapping[str, Any]) -> int:
+        return _estimate.input_tokens(kwargs, messages="input", extra=())
+
+    def output_cap(self, kwargs: Mapping[str, Any]) -> int | None:
+        return 0  # embeddings have no output tokens
 
     def response_attributes(self, result: Any, call: LlmCall) -> Attributes:
         attributes: Attributes = {}
