@@ -35,6 +35,8 @@ EXPECTED = {
     "uninstrument_openai",
     "uninstrument_anthropic",
     "usage",
+    "guard",
+    "TenantLimitExceeded",
 }
 
 

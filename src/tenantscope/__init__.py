@@ -28,6 +28,7 @@ from tenantscope.sdk._context import (
     set_user_id,
     set_workspace_id,
 )
+from tenantscope.sdk._guard import guard
 from tenantscope.sdk._instrument import (
     instrument_all,
     instrument_anthropic,
@@ -35,7 +36,7 @@ from tenantscope.sdk._instrument import (
     uninstrument_anthropic,
     uninstrument_openai,
 )
-from tenantscope.sdk._limits import TenantLimitExceeded, guard
+from tenantscope.sdk._limits import TenantLimitExceeded
 from tenantscope.sdk._setup import flush, init, shutdown, stats
 from tenantscope.sdk._spans import SpanHandle, current_span, span
 from tenantscope.sdk._stats import ExportStats

@@ -31,6 +31,13 @@ STATUS: Final = "tenantscope.status"
 # The limit check's reservation a call holds (``/v1/limits/check``): when its span is
 # stored, the reservation is settled at the span's real cost
 RESERVATION_ID: Final = "tenantscope.reservation_id"
+# Set by our SDK on an LLM span whose stream a limit cut off (status cancelled, usage so far)
+LIMIT_CUT: Final = "tenantscope.limit.cut"
+# Set by our SDK when the span's token figures are its own count / upper-bound estimate,
+# not the provider's (a stream cut before the provider's usage event)
+USAGE_ESTIMATED: Final = "tenantscope.usage.estimated"
+# On a record of a call a limit refused (status blocked): which limit
+LIMIT_ID: Final = "tenantscope.limit.id"
 # Set by our SDK when ``gen_ai.usage.input_tokens`` already includes cache tokens whatever
 # the provider (the OTel convention); without it Anthropic figures are read as the API sends
 # them (cache additive).

@@ -114,6 +114,13 @@ def test_rate_limit_counts_a_sliding_minute_and_says_when_to_retry(svc: Services
     assert not lim.check(call("s")).allowed
     clocks.advance(0.1)
     assert lim.check(call("s")).allowed
+    # a call that never happened gives its place back
+    clocks.advance(5)
+    held = [d for d in (lim.check(call("s")) for _ in range(10)) if d.allowed]
+    assert held and not lim.check(call("s")).allowed
+    assert held[-1].reservation is not None and lim.release(held[-1].reservation.id)
+    assert lim.check(call("s")).allowed
+    assert not lim.check(call("s")).allowed
     # a tenant of no tier has no limit here
     assert all(lim.check(call("other")).allowed for _ in range(30))
 

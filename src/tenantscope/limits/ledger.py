@@ -125,20 +125,23 @@ class Ledger:
             else:
                 self.held.pop(key, None)
 
-    def release(self, rid: str, *, keep_tokens: bool = True) -> Reservation | None:
-        """Drop a reservation's hold (expired, released). Its rate entries stay: the call
-        was let through in that minute. Without ``keep_tokens`` its tokens go (a call that
-        never happened)."""
+    def release(self, rid: str, *, happened: bool = True) -> Reservation | None:
+        """Drop a reservation's hold. An expired one's call may have run: its place in
+        the rate windows stays. A call that never happened (``happened=False``) gives its
+        place and tokens back."""
         r = self.reservations.pop(rid, None)
         if r is None:
             return None
         self.unhold(r)
-        if not keep_tokens:
+        if not happened:
             for rate_key, entry in r.rates:
                 w = self.rates.get(rate_key)
                 if w is not None and entry[0] != GONE:
                     w.tokens -= entry[1]
-                    entry[1] = 0.0
+                    # by identity: another call's entry may hold the same time and tokens
+                    at = next(i for i, e in enumerate(w.entries) if e is entry)
+                    del w.entries[at]
+                    entry[0] = GONE
         return r
 
     def settle(self, rid: str, gen: int, cost: Decimal, tokens: int) -> Reservation | None:

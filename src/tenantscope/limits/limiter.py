@@ -572,10 +572,23 @@ class Limiter:
                 decided_by=None if tightest is None else tightest.figure,
             )
 
-    def release(self, rid: str) -> bool:
-        """The call did not happen: its hold and tokens go."""
+    def hold_actual(self, rid: str, cost: Decimal, tokens: int) -> None:
+        """A reservation's real usage is known before its record is stored (an explicit
+        settle): it holds that instead of its estimate until the record is stored."""
         with self.lock:
-            return self.ledger.release(rid, keep_tokens=False) is not None
+            r = self.ledger.reservations.get(rid)
+            if r is None:
+                return
+            for key in r.budgets:
+                self.ledger.held[key] = self.ledger.held.get(key, Decimal(0)) + cost - r.cost
+            r.cost = cost
+            self.ledger.adjust(r, lambda held: float(tokens))
+
+    def release(self, rid: str) -> bool:
+        """The call did not happen: its hold, its place in the rate windows and its
+        tokens go."""
+        with self.lock:
+            return self.ledger.release(rid, happened=False) is not None
 
     def reservation(self, rid: str) -> Reservation | None:
         with self.lock:
@@ -683,7 +696,7 @@ class Limiter:
             error_message=decision.message,
             billable_state="ignored",
             attributes={
-                "tenantscope.limit.id": fig.ref,
+                semconv.LIMIT_ID: fig.ref,
                 "tenantscope.limit.name": fig.name,
                 "tenantscope.limit.measure": fig.measure,
             },

@@ -31,6 +31,7 @@ from tenantscope.server.services import Services, services_of
 from tenantscope.server.strict_params import reject_unknown_params
 from tenantscope.storage.limit_rows import approval_snapshot, limit_snapshot
 from tenantscope.storage.limit_state import LimitDef
+from tenantscope.storage.serialize import records_to_arrow
 from tenantscope.storage.validation import MAX_TENANT_ID
 
 decisions = APIRouter(prefix="/v1/limits", tags=["limits"])
@@ -217,7 +218,14 @@ async def do_settle(svc: Services, principal: Principal | None, data: Any) -> di
         counts=counts,
         texts=texts,
     )
-    await svc.writer.write([record])
+    # priced here and written like a decode worker's batch: answered once it is in the
+    # write-ahead log (durable), stored with the next batch; until then the reservation
+    # holds the call's real cost, so the limit sees neither a gap nor the estimate
+    svc.price(record)
+    svc.limiter.hold_actual(rid, record.cost_usd or Decimal(0), record.total_tokens)
+    await svc.writer.write_table(
+        records_to_arrow([record]), sender=principal.sender if principal else None
+    )
     return {
         "settled": True,
         "event_id": record.event_id,
@@ -304,7 +312,8 @@ async def extend(request: Request) -> dict[str, Any]:
     description=(
         "Writes the call through ingest as a record with the reservation's attribution"
         " (event id `reservation:<id>`: settling twice counts once) and answers once it is"
-        " stored; the reservation is then settled at the record's cost."
+        " durable (in the write-ahead log); the reservation is settled at the record's"
+        " cost when it is stored, moments later."
     ),
     openapi_extra=_doc(
         SETTLE_FIELDS,
