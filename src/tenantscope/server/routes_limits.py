@@ -31,7 +31,6 @@ from tenantscope.server.services import Services, services_of
 from tenantscope.server.strict_params import reject_unknown_params
 from tenantscope.storage.limit_rows import approval_snapshot, limit_snapshot
 from tenantscope.storage.limit_state import LimitDef
-from tenantscope.storage.serialize import records_to_arrow
 from tenantscope.storage.validation import MAX_TENANT_ID
 
 decisions = APIRouter(prefix="/v1/limits", tags=["limits"])
@@ -223,9 +222,7 @@ async def do_settle(svc: Services, principal: Principal | None, data: Any) -> di
     # holds the call's real cost, so the limit sees neither a gap nor the estimate
     svc.price(record)
     svc.limiter.hold_actual(rid, record.cost_usd or Decimal(0), record.total_tokens)
-    await svc.writer.write_table(
-        records_to_arrow([record]), sender=principal.sender if principal else None
-    )
+    await svc.settlements.write([record], sender=principal.sender if principal else None)
     return {
         "settled": True,
         "event_id": record.event_id,

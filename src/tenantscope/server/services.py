@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tenantscope.alerts.delivery import Deliverer
 from tenantscope.alerts.evaluator import Evaluator
+from tenantscope.ingest.coalesce import Coalescer
 from tenantscope.ingest.pool import DecodePool
 from tenantscope.ingest.wal import WriteAheadLog
 from tenantscope.ingest.writer import BatchWriter
@@ -79,6 +80,7 @@ class Services:
     keys: KeyChecker
     sessions: SessionSigner
     limiter: Limiter
+    settlements: Coalescer  # explicit limit settlements, written in groups
     evaluator: Evaluator | None = None
     deliverer: Deliverer | None = None
     _closed: bool = False
@@ -114,6 +116,7 @@ class Services:
             sessions=SessionSigner(
                 load_secret(settings.data_dir), settings.data_dir / REVOKED_FILE
             ),
+            settlements=Coalescer(writer),
             limiter=Limiter(
                 events,
                 config,
