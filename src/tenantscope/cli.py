@@ -1,4 +1,5 @@
-"""The ``tenantscope`` command: serve, demo, tenants, usage, prices, reprice, export."""
+"""The ``tenantscope`` command: serve, demo, tenants, usage, prices, reprice, export (and
+the alerts, audit and limits commands of their own modules)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from tenantscope.cli_common import (
     console,
     err_console,
 )
+from tenantscope.cli_limits import limits_app
 from tenantscope.errors import TenantscopeError
 from tenantscope.query.params import TimeRange, parse_time
 from tenantscope.server.settings import Settings
@@ -51,6 +53,7 @@ keys_app = typer.Typer(help="API keys and their roles (works while the server ru
 app.add_typer(keys_app, name="keys")
 app.command("audit")(audit)
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(limits_app, name="limits")
 
 
 def _events(settings: Settings) -> EventStore:

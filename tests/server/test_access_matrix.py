@@ -311,6 +311,11 @@ KIND: dict[str, str] = {
     "/admin/alerts/contact": "admin_item",
     "/admin/alerts/contact/delete": "admin_form",
     "/admin/alerts/contact/test": "admin_form",
+    "/limits": "page_all",
+    "/admin/limits/limit": "admin_item",
+    "/admin/limits/limit/delete": "admin_form",
+    "/admin/limits/approval": "admin_page",
+    "/admin/limits/approval/revoke": "admin_form",
 }
 # What an admin's form submission with an empty form (but the right CSRF token) gets.
 EMPTY_FORM_STATUS = {
@@ -325,6 +330,10 @@ EMPTY_FORM_STATUS = {
     "/admin/alerts/contact": 422,  # no name
     "/admin/alerts/contact/delete": 404,  # no such contact point
     "/admin/alerts/contact/test": 404,  # no such contact point
+    "/admin/limits/limit": 422,  # no name, no kind
+    "/admin/limits/limit/delete": 404,  # no such limit: said on the limits page
+    "/admin/limits/approval": 422,  # no limit, no tenant, no end
+    "/admin/limits/approval/revoke": 404,  # no such approval
 }
 RULE_OF_KIND = {
     "public": access.PUBLIC,

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tenantscope.alerts import insights
 from tenantscope.alerts.slo import SloStatus
 from tenantscope.alerts.slo import status as slo_status
-from tenantscope.dashboard import alert_views, charts, downloads
+from tenantscope.dashboard import alert_views, charts, downloads, limit_views
 from tenantscope.dashboard.csv_export import wants_csv
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import NO_TENANT, pages
@@ -188,12 +188,15 @@ def tenants(
     if wants_csv(fmt):
         return downloads.tenants(queries, scope, picked, **filters)
     page = queries.tenants(scope, picked.rng, limit=PAGE_SIZE, cursor=cursor, **filters)
+    # calls refused by a limit in the list's range, per tenant of this page and limit
+    blocked = queries.windows.blocks(scope, picked.rng, [r.tenant_id for r in page.items])
     return _page(
         request,
         "tenants.html",
         picked,
         "tenants",
         page=page,
+        blocked=blocked,
         q=q or "",
         sort=sort,
         order=order,
@@ -239,6 +242,8 @@ def tenant(
             queries, scope, datetime.now(timezone.utc), hours=24, tenant_id=tenant_id, explain=5
         ),
         risers=lambda: insights.risers(queries, scope, tenant_id, datetime.now(timezone.utc)),
+        # its limits now, as /api/limits/status answers them (a tenant key: its own only)
+        limits=lambda: limit_views.of_tenant(request, tenant_id),
     )
     breakdowns = got["breakdowns"]
     # end customers get a card of their own (linking to their traces), not a generic one
@@ -261,6 +266,10 @@ def tenant(
         alerts_firing=got["alerts"],
         anomalies=got["anomalies"],
         risers=got["risers"],
+        limits=got["limits"][0],
+        limit_approvals=got["limits"][1],
+        limit_names=got["limits"][2],
+        limit_raise=limit_views.raise_text,
     )
 
 

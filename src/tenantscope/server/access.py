@@ -115,6 +115,13 @@ RULES: dict[str, str] = {
     "/admin/alerts/contact": "admin",
     "/admin/alerts/contact/delete": "admin",
     "/admin/alerts/contact/test": "admin",
+    # dashboard limit pages (dashboard/limits.py): reading for admin and reader sessions
+    # (a tenant session sees its own limits on its tenant page), the forms for admins
+    "/limits": "read_all",
+    "/admin/limits/limit": "admin",
+    "/admin/limits/limit/delete": "admin",
+    "/admin/limits/approval": "admin",
+    "/admin/limits/approval/revoke": "admin",
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
 _COOKIE_POSTS = frozenset(
@@ -131,6 +138,10 @@ _COOKIE_POSTS = frozenset(
         "/admin/alerts/contact",
         "/admin/alerts/contact/delete",
         "/admin/alerts/contact/test",
+        "/admin/limits/limit",
+        "/admin/limits/limit/delete",
+        "/admin/limits/approval",
+        "/admin/limits/approval/revoke",
     }
 )
 

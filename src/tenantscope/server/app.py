@@ -18,6 +18,7 @@ from tenantscope.dashboard import (
     assets,
     compare,
     insights,
+    limits,
     login,
     pages,
     tenant_picker,
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(alerts.router)
+    app.include_router(limits.router)
     app.include_router(compare.router)
     app.include_router(insights.router)
     app.include_router(tenant_picker.router)
