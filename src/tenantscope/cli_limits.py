@@ -521,19 +521,12 @@ def _status_from_data_dir(data_dir: Any, tenant: str | None) -> tuple[dict[str, 
 
 
 def _api_status(svc: Services, tenant: str | None) -> dict[str, Any]:
-    """``routes_limits.status_of`` for a caller that sees every tenant. It takes a
-    request (for the services and the caller's scope); here the request is made up of
-    just those two, so the CLI's figures are the API's function, not a second copy."""
-    from types import SimpleNamespace
-
-    from starlette.requests import Request
-
+    """The API's own answer (``routes_limits.status_for``) for a caller seeing every
+    tenant: the CLI's figures are not a second copy."""
     from tenantscope.query.scope import Scope
-    from tenantscope.server.routes_limits import status_of
+    from tenantscope.server.routes_limits import status_for
 
-    app = SimpleNamespace(state=SimpleNamespace(services=svc))
-    request = Request({"type": "http", "app": app, "state": {"scope": Scope.all()}})
-    return status_of(request, tenant)
+    return status_for(svc, Scope.all(), tenant)
 
 
 @limits_app.command("status")

@@ -375,11 +375,16 @@ def limits_status(
 
 
 def status_of(request: Request, tenant_id: str | None) -> dict[str, Any]:
-    """The limits of the caller's tenants (a tenant key: its own; else ``tenant_id`` or
-    every configured tenant and every tenant with spend this month)."""
-    svc = services_of(request)
-    scope = request.state.scope
-    if not scope.is_all:
+    """``status_for`` the caller of ``request`` (its scope)."""
+    return status_for(services_of(request), request.state.scope, tenant_id)
+
+
+def status_for(svc: Services, scope: Scope, tenant_id: str | None) -> dict[str, Any]:
+    """The limits of the tenants ``scope`` sees (a tenant key: its own; else ``tenant_id``
+    or every configured tenant and every tenant with spend this month): the API's, the
+    dashboard's and the CLI's one answer."""
+    tenants: list[str]
+    if scope.tenant_id is not None:
         if tenant_id not in (None, scope.tenant_id):
             raise NotFound(f"no tenant {tenant_id!r}")
         tenants = [scope.tenant_id]
