@@ -157,7 +157,10 @@ def test_a_budget_holds_reservations_until_their_records_are_stored(svc: Service
     assert status.used == Decimal("0.15")
     lim.refresh()  # the store's figure now includes them: the settled costs go
     assert lim.ledger.settled == {}
-    assert lim.status(["t"])["t"][0].used == Decimal("0.15")
+    (budget,) = lim.status(["t"])["t"]
+    assert budget.used == Decimal("0.15")
+    # 2.5 of December's 31 days passed: a straight line ends at 0.15 * 31 / 2.5
+    assert budget.projected == Decimal("1.86") and budget.as_json()["projected"] == "1.86"
     # 0.85 left: two more of 0.30, not three
     assert [lim.check(call("t", "0.30")).allowed for _ in range(3)] == [True, True, False]
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
-from tenantscope.limits.periods import period
+from tenantscope.limits.periods import period, projected
 
 UTC = timezone.utc
 
@@ -45,3 +46,14 @@ def test_periods_are_back_to_back_for_two_years(tz: str, anchor: int) -> None:
         nxt = period(end, tz, anchor)
         assert nxt[0] == end  # the next begins exactly where this one ends
         start, end = nxt
+
+
+def test_the_projection_is_a_straight_line_from_the_spend_so_far() -> None:
+    now = at(2025, 3, 11)
+    start, end = period(now)
+    # $10 settled in 10 of 31 days: $31 at the end
+    assert projected(Decimal("10"), start, end, now) == Decimal("31")
+    assert projected(Decimal("5"), start, end, start) == Decimal("5")  # nothing passed yet
+    # taken to the minute: a reload a few seconds later shows the same figure
+    later = now + timedelta(seconds=42)
+    assert projected(Decimal("10"), start, end, later) == projected(Decimal("10"), start, end, now)

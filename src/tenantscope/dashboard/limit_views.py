@@ -224,28 +224,12 @@ def _dec(value: Any) -> Decimal:
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
 
 
-def project(used: Decimal, held: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
-    """The period's spend at its end if it goes on at the pace so far: the spend settled
-    up to now (what calls in flight hold is not spent yet) over the elapsed share of the
-    period. A straight line: it knows nothing of weekdays or a launch tomorrow, and the
-    page says so. ``now`` is taken to the minute, so the figure does not change with
-    every reload."""
-    now = now.replace(second=0, microsecond=0)
-    total = Decimal((end - start).total_seconds())
-    elapsed = Decimal(max(0.0, (now - start).total_seconds()))
-    spent = max(Decimal(0), used - held)
-    if total <= 0 or elapsed <= 0:
-        return spent
-    share = min(Decimal(1), elapsed / total)
-    return (spent / share).quantize(Decimal("0.000000001"))
-
-
 def figure_row(fig: Mapping[str, Any], now: datetime) -> FigureRow:
     limit, used, held = _dec(fig["limit"]), _dec(fig["used"]), _dec(fig.get("held"))
     start, end = parse_iso(fig.get("period_start")), parse_iso(fig.get("period_end"))
     projected = projected_pct = None
-    if fig["measure"] == "usd_per_period" and start is not None and end is not None:
-        projected = project(used, held, start, end, now)
+    if fig.get("projected") is not None:  # budgets: the limiter's straight line
+        projected = _dec(fig["projected"])
         projected_pct = float(projected / limit * 100) if limit else None
     return FigureRow(
         measure=fig["measure"],

@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -36,7 +36,7 @@ from tenantscope.errors import NotFound
 from tenantscope.ingest.writer import BatchWriter, synthetic_ids
 from tenantscope.limits.definitions import PER_COLUMN, Effective, Resolver
 from tenantscope.limits.ledger import BudgetKey, Group, Ledger, Reservation
-from tenantscope.limits.periods import period
+from tenantscope.limits.periods import period, projected
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope
 from tenantscope.query.windows import WindowQueries
@@ -99,6 +99,8 @@ class Figure:
     period_start: datetime | None = None
     period_end: datetime | None = None
     held: Decimal = Decimal(0)  # of ``used``, reserved by calls in flight
+    # budgets in ``status``: the period's spend at its end at the pace so far
+    projected: Decimal | None = None
 
     @property
     def share(self) -> float:
@@ -124,6 +126,7 @@ class Figure:
             "source": self.source,
             "period_start": iso(self.period_start),
             "period_end": iso(self.period_end),
+            "projected": None if self.projected is None else _text(self.projected),
         }
 
 
@@ -743,6 +746,14 @@ class Limiter:
                             start, end = period(now, eff.timezone, eff.anchor_day)
                             key = ((eff.ref, tenant, subject, start, eff.per), end)
                         v = self._judge(eff, subject, key, Decimal(0), 0, mono, now)
+                        fig = v.figure
+                        if fig.period_start is not None and fig.period_end is not None:
+                            v.figure = replace(
+                                fig,
+                                projected=projected(
+                                    fig.used - fig.held, fig.period_start, fig.period_end, now
+                                ),
+                            )
                         figures += self._both_rates(eff, subject, key, mono, now, v)
                 out[tenant] = figures
         return out

@@ -5,6 +5,7 @@ ends, so spend is never counted in two periods or in none."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -42,3 +43,18 @@ def period(at: datetime, tz_name: str = "UTC", anchor_day: int = 1) -> tuple[dat
         start = _start_of(year, month, anchor_day, tz)
     ny, nm = _shift(year, month, 1)
     return start, _start_of(ny, nm, anchor_day, tz)
+
+
+def projected(spent: Decimal, start: datetime, end: datetime, now: datetime) -> Decimal:
+    """The period's spend at its end if it goes on at the pace so far: ``spent`` (settled,
+    not what calls in flight hold) over the elapsed share of the period. A straight line:
+    it knows nothing of weekdays or a launch tomorrow. ``now`` is taken to the minute, so
+    the figure does not change with every reload."""
+    now = now.replace(second=0, microsecond=0)
+    total = Decimal((end - start).total_seconds())
+    elapsed = Decimal(max(0.0, (now - start).total_seconds()))
+    spent = max(Decimal(0), spent)
+    if total <= 0 or elapsed <= 0:
+        return spent
+    share = min(Decimal(1), elapsed / total)
+    return (spent / share).quantize(Decimal("0.000000001"))
