@@ -162,7 +162,11 @@ def test_guard_check_settle_and_release(server: RunningServer) -> None:
     with tenantscope.guard(tenant_id="guarded", model="gpt-4o-mini", estimate="0.008") as g:
         assert g.reservation_id is not None and g.reservation_id.startswith("r_")
         g.settle(input_tokens=900, output_tokens=100, cost_usd="0.0042")
-    assert g.settled is not None and g.settled["event_id"] == f"reservation:{g.reservation_id}"
+    assert g.settled is not None and g.settled["settled"] is True
+    trace_id = g.settled["event_id"].split(":")[0]
+    detail = server.client.get(f"/api/traces/{trace_id}").json()
+    (span,) = detail["roots"]
+    assert span["attributes"]["tenantscope.reservation_id"] == g.reservation_id
     # 0.0042 spent + 0.005 held fits in 0.01; nothing reported: released, nothing recorded
     with tenantscope.guard(tenant_id="guarded", estimate="0.005") as released:
         assert released.reservation_id is not None

@@ -308,7 +308,7 @@ async def extend(request: Request) -> dict[str, Any]:
     summary="Record a reserved call's real usage (for calls without an instrumented span)",
     description=(
         "Writes the call through ingest as a record with the reservation's attribution"
-        " (event id `reservation:<id>`: settling twice counts once) and answers once it is"
+        " (ids derived from the reservation: settling twice counts once) and answers once it is"
         " durable (in the write-ahead log); the reservation is settled at the record's"
         " cost when it is stored, moments later."
     ),
