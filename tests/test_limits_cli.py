@@ -227,7 +227,7 @@ def test_status_from_the_data_dir_and_from_the_running_server(tmp_path: Path) ->
     svc = Services.open(settings)
     try:
         with serve_app(svc) as srv:
-            from tenantscope.limits.limiter import Call
+            from tenantscope.limits.figures import Call
 
             assert svc.limiter.check(Call(tenant_id="acme")).allowed
             assert not svc.limiter.check(Call(tenant_id="acme")).allowed  # 1 per minute

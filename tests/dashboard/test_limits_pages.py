@@ -25,7 +25,7 @@ import pytest
 
 from tenantscope.dashboard.limit_views import budget_chart, tenant_limits
 from tenantscope.limits.definitions import check_approval, check_limit
-from tenantscope.limits.limiter import Call
+from tenantscope.limits.figures import Call
 from tenantscope.limits.periods import period
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope

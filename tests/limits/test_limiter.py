@@ -16,7 +16,8 @@ import pytest
 from tenantscope import semconv
 from tenantscope.errors import NotFound
 from tenantscope.limits.definitions import check_limit
-from tenantscope.limits.limiter import Call, Limiter
+from tenantscope.limits.figures import Call
+from tenantscope.limits.limiter import Limiter
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope
 from tenantscope.records import UsageRecord

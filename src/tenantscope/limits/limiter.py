@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -35,6 +35,15 @@ from tenantscope import semconv
 from tenantscope.errors import NotFound
 from tenantscope.ingest.writer import BatchWriter, synthetic_ids
 from tenantscope.limits.definitions import PER_COLUMN, Effective, Resolver
+from tenantscope.limits.figures import (
+    Call,
+    Decision,
+    Figure,
+    Verdict,
+    figure_of,
+    refusal,
+    warning,
+)
 from tenantscope.limits.ledger import BudgetKey, Group, Ledger, Reservation
 from tenantscope.limits.periods import period, projected
 from tenantscope.query.params import TimeRange
@@ -45,7 +54,6 @@ from tenantscope.storage.base import ConfigStore, EventStore
 
 log = logging.getLogger("tenantscope.limits")
 
-DEFAULT_TTL_S = 600
 MAX_TTL_S = 3600
 DEFINITIONS_TTL_S = 5.0  # re-read limits, tenants and approvals at least this often
 FULL_REFRESH_S = 30.0  # and the stored spend, even when no batch was stored
@@ -54,124 +62,6 @@ MAX_BLOCKED_BUFFER = 100_000  # refused calls waiting for the next round's write
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """What a check is asked about."""
-
-    tenant_id: str
-    workspace_id: str = ""
-    feature: str = ""
-    user_id: str = ""
-    provider: str = ""
-    model: str = ""
-    input_tokens: int = 0
-    max_tokens: int | None = None
-    estimated_cost_usd: Decimal | None = None
-    ttl_s: int = DEFAULT_TTL_S
-
-    def subject(self, per: str) -> str:
-        return {
-            "tenant": "",
-            "feature": self.feature,
-            "user": self.user_id,
-            "workspace": self.workspace_id,
-        }[per]
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One limit as it stands for one counter: what it allows, what is used, what
-    remains (in the measure's unit)."""
-
-    ref: str
-    name: str
-    kind: str
-    per: str
-    subject: str
-    measure: str  # requests_per_minute, tokens_per_minute, usd_per_period
-    limit: Decimal
-    used: Decimal
-    remaining: Decimal
-    mode: str
-    source: str
-    period_start: datetime | None = None
-    period_end: datetime | None = None
-    held: Decimal = Decimal(0)  # of ``used``, reserved by calls in flight
-    # budgets in ``status``: the period's spend at its end at the pace so far
-    projected: Decimal | None = None
-
-    @property
-    def share(self) -> float:
-        return float(self.used / self.limit) if self.limit else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        def iso(at: datetime | None) -> str | None:
-            return None if at is None else at.isoformat().replace("+00:00", "Z")
-
-        return {
-            "id": self.ref,
-            "name": self.name,
-            "kind": self.kind,
-            "per": self.per,
-            "subject": self.subject,
-            "measure": self.measure,
-            "limit": _text(self.limit),
-            "used": _text(self.used),
-            "held": _text(self.held),
-            "remaining": _text(self.remaining),
-            "used_pct": round(self.share * 100, 1),
-            "mode": self.mode,
-            "source": self.source,
-            "period_start": iso(self.period_start),
-            "period_end": iso(self.period_end),
-            "projected": None if self.projected is None else _text(self.projected),
-        }
-
-
-def _text(value: Decimal) -> str:
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
-
-
-@dataclass(slots=True)
-class Decision:
-    allowed: bool
-    message: str
-    reservation: Reservation | None = None
-    decided_by: Figure | None = None
-    retry_after: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        r = self.reservation
-        return {
-            "allowed": self.allowed,
-            "reservation_id": r.id if r else None,
-            "expires_at": r.expires_at.isoformat().replace("+00:00", "Z") if r else None,
-            "hold": None
-            if r is None
-            else {
-                "cost_usd": format(r.cost, "f"),
-                "tokens": r.input_tokens + r.output_tokens,
-                "output_tokens": r.output_tokens,
-                "priced": r.priced,
-            },
-            "decided_by": self.decided_by.as_json() if self.decided_by else None,
-            "remaining": _text(self.decided_by.remaining) if self.decided_by else None,
-            "retry_after": self.retry_after,
-            "message": self.message,
-            "warnings": self.warnings,
-        }
-
-
-@dataclass(slots=True)
-class _Verdict:
-    figure: Figure
-    fits: bool
-    retry_after: float | None = None
 
 
 class Limiter:
@@ -394,7 +284,7 @@ class Limiter:
                 v = max(refused, key=lambda v: math.inf if v.retry_after is None else v.retry_after)
                 decision = Decision(
                     allowed=False,
-                    message=_refusal(v),
+                    message=refusal(v),
                     decided_by=v.figure,
                     retry_after=None if v.retry_after is None else max(1, math.ceil(v.retry_after)),
                 )
@@ -427,7 +317,7 @@ class Limiter:
                 self.ledger.hold(r, cost)
                 self.ledger.reservations[r.id] = r
                 tightest = max(verdicts, key=lambda v: v.figure.share, default=None)
-                warnings = [_warning(v) for v in verdicts if not v.fits]
+                warnings = [warning(v) for v in verdicts if not v.fits]
                 if not priced and any(e.kind == "budget" for e, _, _ in applying):
                     warnings.append(
                         f"model {call.model or '(none)'} has no price: its budget hold is 0"
@@ -453,7 +343,7 @@ class Limiter:
         tokens: int,
         mono: float,
         now: datetime,
-    ) -> _Verdict:
+    ) -> Verdict:
         """Does a call of ``cost`` and ``tokens`` fit under ``eff`` now? (under the lock)"""
         usd, rpm, tpm = eff.raised(subject)
         if eff.kind == "rate":
@@ -462,12 +352,12 @@ class Limiter:
                 w.prune(mono)
             count = len(w.entries) if w is not None else 0
             used_tokens = int(w.tokens) if w is not None else 0
-            verdicts: list[_Verdict] = []
+            verdicts: list[Verdict] = []
             if rpm is not None:
                 fits = count + 1 <= rpm
                 verdicts.append(
-                    _Verdict(
-                        _figure(eff, subject, "requests_per_minute", rpm, count + int(fits)),
+                    Verdict(
+                        figure_of(eff, subject, "requests_per_minute", rpm, count + int(fits)),
                         fits,
                         None if fits or w is None else w.retry_after_requests(rpm, mono),
                     )
@@ -478,8 +368,8 @@ class Limiter:
                 if not fits and tokens <= tpm and w is not None:
                     retry = w.retry_after_tokens(tpm, tokens, mono)
                 verdicts.append(
-                    _Verdict(
-                        _figure(
+                    Verdict(
+                        figure_of(
                             eff,
                             subject,
                             "tokens_per_minute",
@@ -519,7 +409,7 @@ class Limiter:
             period_end=end,
             held=held + (cost if fits else 0),
         )
-        return _Verdict(fig, fits, wait)
+        return Verdict(fig, fits, wait)
 
     def extend(self, rid: str, output_tokens: int) -> Decision:
         """Hold ``output_tokens`` more for a reservation (a stream that passed what it
@@ -558,7 +448,7 @@ class Limiter:
                 self.denials += 1
                 return Decision(
                     allowed=False,
-                    message=_refusal(v, extending=True),
+                    message=refusal(v, extending=True),
                     decided_by=v.figure,
                     retry_after=None if v.retry_after is None else max(1, math.ceil(v.retry_after)),
                 )
@@ -761,7 +651,7 @@ class Limiter:
         return out
 
     def _both_rates(
-        self, eff: Effective, subject: str, key: Any, mono: float, now: datetime, v: _Verdict
+        self, eff: Effective, subject: str, key: Any, mono: float, now: datetime, v: Verdict
     ) -> list[Figure]:
         """A rate limit with requests and tokens per minute shows both figures."""
         if eff.kind != "rate":
@@ -772,9 +662,9 @@ class Limiter:
         tokens = int(w.tokens) if w is not None else 0
         out = []
         if rpm is not None:
-            out.append(_figure(eff, subject, "requests_per_minute", rpm, count))
+            out.append(figure_of(eff, subject, "requests_per_minute", rpm, count))
         if tpm is not None:
-            out.append(_figure(eff, subject, "tokens_per_minute", tpm, tokens))
+            out.append(figure_of(eff, subject, "tokens_per_minute", tpm, tokens))
         return out
 
     def _subjects(self, eff: Effective, tenant: str, now: datetime) -> list[str]:
@@ -821,59 +711,6 @@ class Limiter:
                                 )
         for crossing in crossings:
             self.on_notice(*crossing)
-
-
-def _figure(eff: Effective, subject: str, measure: str, limit: int, used: int) -> Figure:
-    return Figure(
-        ref=eff.ref,
-        name=eff.name,
-        kind="rate",
-        per=eff.per,
-        subject=subject,
-        measure=measure,
-        limit=Decimal(limit),
-        used=Decimal(used),
-        remaining=Decimal(max(0, limit - used)),
-        mode="block",
-        source=eff.source,
-    )
-
-
-_UNITS = {
-    "requests_per_minute": "requests/min",
-    "tokens_per_minute": "tokens/min",
-    "usd_per_period": "USD",
-}
-
-
-def _of(fig: Figure) -> str:
-    per = "" if fig.per == "tenant" else f" for {fig.per} {fig.subject or '(none)'}"
-    return f"'{fig.name}' ({fig.ref}{per})"
-
-
-def _refusal(v: _Verdict, *, extending: bool = False) -> str:
-    fig = v.figure
-    unit = _UNITS[fig.measure]
-    what = "the stream may not go on" if extending else "call refused"
-    if fig.kind == "budget":
-        head = (
-            f"{what}: budget {_of(fig)} of {fig.limit} USD"
-            f" has {fig.remaining} USD left (in flight: {fig.held})"
-        )
-    else:
-        head = f"{what}: rate limit {_of(fig)} of {fig.limit} {unit} reached ({fig.used} used)"
-    if v.retry_after is None:
-        return head + "; the call is larger than the limit itself"
-    return head + f"; retry in {max(1, math.ceil(v.retry_after))} s"
-
-
-def _warning(v: _Verdict) -> str:
-    fig = v.figure
-    return (
-        f"soft budget {_of(fig)} exceeded: {fig.used} of {fig.limit} USD"
-        if fig.kind == "budget"
-        else f"soft limit {_of(fig)} exceeded"
-    )
 
 
 def _reserved_rows(table: pa.Table) -> list[tuple[str, Decimal, int]]:

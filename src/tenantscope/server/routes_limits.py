@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from tenantscope.errors import Forbidden, InvalidFields, NotFound
 from tenantscope.limits.definitions import LIMIT_FIELDS, check_approval, check_limit
-from tenantscope.limits.limiter import DEFAULT_TTL_S, MAX_TTL_S, Call, Limiter
+from tenantscope.limits.figures import DEFAULT_TTL_S, Call
+from tenantscope.limits.limiter import MAX_TTL_S, Limiter
 from tenantscope.limits.periods import period
 from tenantscope.query.params import TimeRange
 from tenantscope.query.scope import Scope

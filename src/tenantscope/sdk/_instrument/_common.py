@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import json
 import logging
 import time
@@ -26,8 +25,9 @@ from opentelemetry.util.types import AttributeValue
 
 from tenantscope import __version__, semconv
 from tenantscope.sdk import _context, _estimate, _limits, _runtime
-from tenantscope.sdk._limits import Limiter, Permit, StreamBudget, TenantLimitExceeded
-from tenantscope.sdk._stats import internal_error, log_once
+from tenantscope.sdk._instrument._gates import discard, gate, gate_async, needs_release, unspanned
+from tenantscope.sdk._limits import Permit, StreamBudget, TenantLimitExceeded
+from tenantscope.sdk._stats import internal_error
 
 log = logging.getLogger("tenantscope.instrumentation")
 
@@ -356,82 +356,6 @@ def _begin(
         return None
 
 
-# --- limits ---------------------------------------------------------------------------------
-def _limit_body(op: Operation, kwargs: Mapping[str, Any], limiter: Limiter) -> Any:
-    """The check of one call. Without a tenant it is still asked: a tenant-bound key makes
-    it that tenant's, and limits for every tenant apply to "(no tenant)" too."""
-    who = _limits.attribution(limiter)
-    model = kwargs.get("model")
-    return {
-        **who,
-        "provider": op.provider,
-        "model": model if isinstance(model, str) else "",
-        "input_tokens": op.estimate_input(kwargs),
-        "max_tokens": op.output_cap(kwargs),
-    }
-
-
-def _permit_request(op: Operation, kwargs: Mapping[str, Any]) -> tuple[Permit | None, Any]:
-    """(a permit that needs no request, None) or (None, the check to make)."""
-    limiter = _runtime.current().limiter
-    if limiter is None:  # before init, or disabled: nothing is enforced
-        return None, None
-    try:
-        return _limits.permit_request(limiter, lambda lim: _limit_body(op, kwargs, lim))
-    except Exception as exc:  # an estimate that failed must not fail the call
-        internal_error("limit check", exc)
-        return None, None
-
-
-def _gate(op: Operation, kwargs: Mapping[str, Any]) -> Permit | None:
-    """Ask the limits before a call; raises TenantLimitExceeded (only) when refused."""
-    permit, body = _permit_request(op, kwargs)
-    if body is None:
-        return permit
-    limiter = _runtime.current().limiter
-    assert limiter is not None
-    return _limits.permit_from(limiter, body)
-
-
-async def _gate_async(op: Operation, kwargs: Mapping[str, Any]) -> Permit | None:
-    permit, body = _permit_request(op, kwargs)
-    if body is None:
-        return permit
-    limiter = _runtime.current().limiter
-    assert limiter is not None
-    return await _limits.permit_from_async(limiter, body)
-
-
-def _needs_release(permit: Permit | None) -> bool:
-    return (
-        permit is not None
-        and not permit.from_guard
-        and permit.reservation_id is not None
-        and permit.limiter is not None
-    )
-
-
-def _unspanned(permit: Permit | None) -> None:
-    """A call with a reservation but no recording span (sampled out): no span will settle
-    it, so release the hold now rather than let it block the tenant until it expires."""
-    if permit is not None and _needs_release(permit):
-        assert permit.limiter is not None and permit.reservation_id is not None
-        log_once(
-            "limits:unspanned",
-            "tenantscope: an LLM call's span is not recorded (sampling?): its limit "
-            "reservation is released, and the call counts only if its usage reaches the "
-            "server another way",
-        )
-        permit.limiter.release(permit.reservation_id)
-
-
-def _discard(awaitable: Awaitable[Any]) -> None:
-    # the request the app built was never sent: close it, or Python warns that the
-    # coroutine was never awaited
-    if inspect.iscoroutine(awaitable):
-        awaitable.close()
-
-
 def traced_sync(
     op: Operation,
     options: Options,
@@ -442,13 +366,13 @@ def traced_sync(
     """Run ``thunk`` (the request, e.g. a stream helper's) under a span for a call made
     with ``kwargs``. With limits enforced, ask first: TenantLimitExceeded instead of the
     call when a limit refuses."""
-    permit = _gate(op, kwargs)
+    permit = gate(op, kwargs)
     call = _begin(op, options, kwargs, permit)
     if call is None:
         try:
             return thunk()
         finally:
-            _unspanned(permit)
+            unspanned(permit)
     token = otel_context.attach(trace.set_span_in_context(call.span))
     marker = IN_LLM_SPAN.set(True)
     try:
@@ -471,17 +395,17 @@ async def traced_async(
 ) -> T:
     """``traced_sync`` for a request made already, awaited here."""
     try:
-        permit = await _gate_async(op, kwargs)
+        permit = await gate_async(op, kwargs)
     except BaseException:
-        _discard(awaitable)
+        discard(awaitable)
         raise
     call = _begin(op, options, kwargs, permit)
     if call is None:
         try:
             return await awaitable
         finally:
-            if _needs_release(permit):
-                await asyncio.to_thread(_unspanned, permit)
+            if needs_release(permit):
+                await asyncio.to_thread(unspanned, permit)
     token = otel_context.attach(trace.set_span_in_context(call.span))
     marker = IN_LLM_SPAN.set(True)
     try:
