@@ -673,3 +673,23 @@ def test_estimate_bounds_the_fake_providers_count(fake: FakeProvider) -> None:
     assert reply.usage is not None
     estimate = _estimate.input_tokens({"messages": messages}, messages="messages", extra=())
     assert estimate >= reply.usage.prompt_tokens
+
+
+def test_a_call_whose_span_is_sampled_out_releases_its_hold_but_keeps_its_place(
+    stub: Stub, fake: FakeProvider
+) -> None:
+    """No span will settle the reservation, so the SDK drops the hold at once; the call did
+    run, so it asks the server to keep its place in the rate window (``happened``)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tenantscope.init(
+        endpoint=stub.url,
+        api_key="tsi_test",
+        enforce_limits=True,
+        limits_timeout=5.0,
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF),
+    )
+    with tenantscope.context(tenant_id="acme"):
+        oai(fake).chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, max_tokens=5)
+    assert stub.bodies("/v1/limits/release") == [{"reservation_id": "r_1", "happened": True}]

@@ -477,11 +477,11 @@ class Limiter:
             r.cost = cost
             self.ledger.adjust(r, lambda held: float(tokens))
 
-    def release(self, rid: str) -> bool:
-        """The call did not happen: its hold, its place in the rate windows and its
-        tokens go."""
+    def release(self, rid: str, *, happened: bool = False) -> bool:
+        """Drop a reservation's hold. A call that did not happen also gives back its place
+        in the rate windows and its tokens; one that ran (``happened``) keeps them."""
         with self.lock:
-            return self.ledger.release(rid, happened=False) is not None
+            return self.ledger.release(rid, happened=happened) is not None
 
     def reservation(self, rid: str) -> Reservation | None:
         with self.lock:

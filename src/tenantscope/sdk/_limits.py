@@ -297,8 +297,11 @@ class Limiter:
         call happened whatever the policy)."""
         return self._send("/v1/limits/settle", body, "settle")
 
-    def release(self, reservation_id: str) -> None:
-        self._send("/v1/limits/release", {"reservation_id": reservation_id}, "release")
+    def release(self, reservation_id: str, *, happened: bool = False) -> None:
+        """Drop the hold. ``happened``: the call ran (its span is not recorded), so its
+        place in the rate window stays; else the call never ran and gives it back."""
+        body = {"reservation_id": reservation_id, "happened": happened}
+        self._send("/v1/limits/release", body, "release")
 
     def _ask(self, path: str, body: Mapping[str, Any], what: str) -> Decision | None:
         try:

@@ -232,11 +232,16 @@ async def do_settle(svc: Services, principal: Principal | None, data: Any) -> di
 
 
 def do_release(svc: Services, principal: Principal | None, data: Any) -> dict[str, Any]:
-    data = _object(data, ("reservation_id",), "a release")
+    data = _object(data, ("reservation_id", "happened"), "a release")
     rid = _reservation_id(data)
+    happened = data.get("happened", False)
+    if not isinstance(happened, bool):
+        raise InvalidFields(
+            {"happened": "true (the call ran: its place in the rate window stays) or false"}
+        )
     if svc.limiter.reservation(rid) is not None:
         _owned(principal, svc.limiter, rid)
-    return {"released": svc.limiter.release(rid)}
+    return {"released": svc.limiter.release(rid, happened=happened)}
 
 
 def _doc(fields: tuple[str, ...], example: dict[str, Any], description: str) -> dict[str, Any]:
@@ -325,8 +330,17 @@ async def settle(request: Request) -> dict[str, Any]:
 
 @decisions.post(
     "/release",
-    summary="Drop a reservation whose call did not happen (nothing is recorded)",
-    openapi_extra=_doc(("reservation_id",), {"reservation_id": "r_…"}, "the reservation"),
+    summary="Drop a reservation's hold (nothing is recorded)",
+    description=(
+        "The call did not happen: its hold, its place in the rate windows and its tokens"
+        " go. With `happened: true` (the call ran but nothing will report it) only the"
+        " hold goes; its place in the minute stays."
+    ),
+    openapi_extra=_doc(
+        ("reservation_id", "happened"),
+        {"reservation_id": "r_…"},
+        "the reservation; happened (default false)",
+    ),
 )
 async def release(request: Request) -> dict[str, Any]:
     return do_release(services_of(request), _principal(request), await read_json(request))

@@ -81,7 +81,7 @@ def unspanned(permit: Permit | None) -> None:
             "reservation is released, and the call counts only if its usage reaches the "
             "server another way",
         )
-        permit.limiter.release(permit.reservation_id)
+        permit.limiter.release(permit.reservation_id, happened=True)
 
 
 def discard(awaitable: Awaitable[Any]) -> None:
