@@ -244,6 +244,7 @@ KIND: dict[str, str] = {
     "/openapi.json": "public",
     "/static/{name:path}": "public",
     "/login": "login",
+    "/login/jwt": "login_jwt",
     "/logout": "logout",
     "/metrics": "machine_all",
     "/v1/traces": "ingest",
@@ -338,6 +339,7 @@ EMPTY_FORM_STATUS = {
 RULE_OF_KIND = {
     "public": access.PUBLIC,
     "login": access.PUBLIC,
+    "login_jwt": access.PUBLIC,
     "logout": access.PUBLIC,
     "machine_all": "read_all",
     "api_all": "read_all",
@@ -682,6 +684,10 @@ def expected_status(kind: str, route: RouteInfo, probe: Probe, c: Caller) -> int
         return 303 if reads else 401  # an ingest key (or none) cannot sign in
     if kind == "logout":
         return 303
+    if kind == "login_jwt":
+        # JWT sign-in is off on this server (tests/server/test_jwt*.py turn it on); the
+        # form is CSRF-checked first
+        return 404 if probe.method == "GET" else 403
     if kind in ("admin_page", "admin_form", "admin_item"):
         if probe.method == "POST":
             # the dashboard's own forms take the session cookie (and check its CSRF token)

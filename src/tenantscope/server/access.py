@@ -4,9 +4,10 @@ app-wide dependency, so it sees the matched route).
 Every route of the app must appear in ``RULES``; a request to a route without a rule is
 refused (fail closed), and tests/server/test_access_matrix.py fails when a route has none.
 The caller is the key in ``Authorization: Bearer …`` or ``x-api-key`` (OTLP exporters send
-it through ``OTEL_EXPORTER_OTLP_HEADERS``), or a signed dashboard session cookie (accepted
-on reads and on the dashboard's own CSRF-protected forms only). The caller's query Scope
-comes from its key, never from a request parameter.
+it through ``OTEL_EXPORTER_OTLP_HEADERS``), a JWT from the operator's identity provider in
+their place (a tenant without a key: server/jwt_auth.py), or a signed dashboard session
+cookie (accepted on reads and on the dashboard's own CSRF-protected forms only). The
+caller's query Scope comes from its key or token, never from a request parameter.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from starlette.types import Scope
 from tenantscope.errors import BadRequest, Forbidden, LoginRequired, TooManyRequests, Unauthorized
 from tenantscope.server.errors import MACHINE_PREFIXES
 from tenantscope.server.headers import STORE_WAIT_MS
+from tenantscope.server.jwt_auth import (
+    JwtIdentity,
+    JwtRefused,
+    identity_of_session,
+    looks_like_jwt,
+)
 from tenantscope.server.keys import INSECURE, Principal, split_token
 from tenantscope.server.services import Services, services_of
 from tenantscope.server.sessions import SESSION_COOKIE
@@ -41,6 +48,8 @@ RULES: dict[str, str] = {
     "/openapi.json": PUBLIC,
     "/static/{name:path}": PUBLIC,
     "/login": PUBLIC,
+    # a JWT from the identity provider becomes a tenant session (the token is the credential)
+    "/login/jwt": PUBLIC,
     "/logout": PUBLIC,  # only ends the caller's own session (CSRF-checked)
     "/metrics": "read_all",
     # ingest
@@ -258,6 +267,46 @@ async def check_key(request: Request, token: str, what: str = "key attempts") ->
     return None
 
 
+async def check_jwt(request: Request, token: str, what: str = "key attempts") -> JwtIdentity:
+    """The identity a JWT from the operator's identity provider names, or 401 saying what
+    is wrong with the token. Refused tokens spend the client's failure budget as bad keys
+    do (past it, 429), since each may make the server fetch the provider's keys; a valid
+    token works regardless, like a valid key."""
+    svc = services_of(request)
+    limiter: FailureLimiter = request.app.state.auth_limiter
+    client = client_of(request.scope)
+    over = limiter.blocked(client)
+    try:
+        if svc.jwt is None:
+            raise JwtRefused(
+                "this server does not accept tokens from an identity provider (JWT sign-in"
+                " is off); use an API key"
+            )
+        return await run_in_threadpool(svc.jwt.verify, token)
+    except JwtRefused as exc:
+        limiter.failed(client)
+        if over:
+            raise _too_many(over, what) from None
+        raise Unauthorized(
+            f"the token was refused: {exc}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+
+
+async def principal_of_token(request: Request, token: str) -> Principal:
+    """The caller a bearer token names: an API key, or a JWT (a token that is no key),
+    else 401."""
+    if looks_like_jwt(token):
+        return (await check_jwt(request, token)).principal
+    found = await check_key(request, token)
+    if found is None:
+        raise Unauthorized(
+            "the API key is not valid (revoked or mistyped?)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
+
+
 def bearer(headers: Headers) -> str | None:
     auth = headers.get("authorization", "")
     if auth[:7].lower() == "bearer ":
@@ -324,16 +373,18 @@ def read_lag(headers: Headers, svc: Services) -> float:
 async def _principal(request: Request, path: str, svc: Services, use_key: bool) -> Principal | None:
     token = bearer(request.headers) if use_key else None
     if token is not None:
-        found = await check_key(request, token)
-        if found is None:
-            raise Unauthorized(
-                "the API key is not valid (revoked or mistyped?)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return found
+        return await principal_of_token(request, token)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and (request.method in ("GET", "HEAD") or path in _COOKIE_POSTS):
-        key_id = svc.sessions.read(cookie)
-        if key_id is not None:
-            return await run_in_threadpool(svc.keys.principal_of_key_id, key_id)
+        subject = svc.sessions.read(cookie)
+        if subject is None:
+            return None
+        identity = identity_of_session(subject)
+        if identity is not None:
+            # a session made from a JWT: it ends when JWT sign-in is turned off or
+            # another issuer is configured, as a key's sessions end with the key
+            if svc.jwt is None or not svc.jwt.accepts_session(identity):
+                return None
+            return identity.principal
+        return await run_in_threadpool(svc.keys.principal_of_key_id, subject)
     return None

@@ -39,12 +39,14 @@ TOUCH_SECONDS = 60.0
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a key's role and, for tenant keys (and bound ingest keys), its
-    tenant."""
+    tenant. A tenant signed in with its identity provider's token (server/jwt_auth.py)
+    is a tenant without a key: ``jwt`` is set and ``name`` says whose token it was."""
 
     role: str
     tenant_id: str | None = None
     key_id: str | None = None
-    name: str = ""  # the key's label, for the audit log
+    name: str = ""  # the key's label (or the token's subject and issuer), for the audit log
+    jwt: bool = False
 
     def can(self, capability: str) -> bool:
         return capability in CAN.get(self.role, frozenset())
@@ -52,7 +54,8 @@ class Principal:
     def actor(self, kind: str) -> Actor:
         """This caller as the audit log records it; ``kind`` says how it came (``api``
         with a key, ``session`` through a dashboard form)."""
-        name = self.name if self.key_id else "no authentication (--insecure-no-auth)"
+        known = self.key_id or self.jwt
+        name = self.name if known else "no authentication (--insecure-no-auth)"
         return Actor(kind, key_id=self.key_id, name=name, role=self.role)
 
     @property

@@ -19,6 +19,7 @@ from tenantscope.limits.notices import Notifier
 from tenantscope.pricing.pricer import Pricer
 from tenantscope.query.queries import Queries
 from tenantscope.records import UsageRecord
+from tenantscope.server.jwt_auth import JwtVerifier
 from tenantscope.server.keys import KeyChecker
 from tenantscope.server.sessions import REVOKED_FILE, SessionSigner, load_secret
 from tenantscope.server.settings import Settings
@@ -83,6 +84,7 @@ class Services:
     settlements: Coalescer  # explicit limit settlements, written in groups
     evaluator: Evaluator | None = None
     deliverer: Deliverer | None = None
+    jwt: JwtVerifier | None = None  # sign-in with the identity provider's tokens, when on
     _closed: bool = False
 
     @classmethod
@@ -113,6 +115,7 @@ class Services:
             decoder=DecodePool(settings.ingest_workers),
             price=price,
             keys=KeyChecker(config),
+            jwt=JwtVerifier.from_settings(settings),
             sessions=SessionSigner(
                 load_secret(settings.data_dir), settings.data_dir / REVOKED_FILE
             ),

@@ -1,8 +1,11 @@
-"""Dashboard sessions: a signed cookie naming the key that signed in, with an expiry.
+"""Dashboard sessions: a signed cookie naming who signed in, with an expiry.
 
-The cookie holds ``<key_id>.<expires>.<session id>.<signature>`` (HMAC-SHA256 with a
-secret kept in the data directory), so it reveals nothing secret and cannot be forged;
-each request still checks that the key exists and is not revoked. Signing out revokes the
+The cookie holds ``<subject>.<expires>.<session id>.<signature>`` (HMAC-SHA256 with a
+secret kept in the data directory), so it reveals nothing secret and cannot be forged.
+The subject is the key that signed in, and each request still checks that the key exists
+and is not revoked; or, for a tenant signed in with its identity provider's token, that
+tenant and the token's issuer and subject (server/jwt_auth.py: ``session_subject``),
+valid until the token's own expiry at most. Signing out revokes the
 session id on the server too (kept in the data directory until the session would have
 expired), so a copy of the cookie stops working. CSRF tokens for the dashboard's forms are
 a double-submitted random cookie, bound to nothing secret.
@@ -55,23 +58,26 @@ class SessionSigner:
         mac = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
-    def make(self, key_id: str, seconds: int = SESSION_SECONDS) -> str:
-        payload = f"{key_id}.{int(time.time()) + seconds}.{secrets.token_hex(8)}"
+    def make(self, subject: str, seconds: int = SESSION_SECONDS) -> str:
+        """A new session cookie for ``subject`` (a key id, or a JWT identity's
+        ``session_subject``: neither holds a "."), valid ``seconds``."""
+        payload = f"{subject}.{int(time.time()) + seconds}.{secrets.token_hex(8)}"
         return f"{payload}.{self._sign(payload)}"
 
     def _parse(self, value: str) -> tuple[str, int, str] | None:
         parts = value.split(".")
         if len(parts) != 4:
             return None
-        key_id, expires, sid, signature = parts
-        if not hmac.compare_digest(signature, self._sign(f"{key_id}.{expires}.{sid}")):
+        subject, expires, sid, signature = parts
+        if not hmac.compare_digest(signature, self._sign(f"{subject}.{expires}.{sid}")):
             return None
         if not expires.isdigit() or int(expires) < time.time():
             return None
-        return key_id, int(expires), sid
+        return subject, int(expires), sid
 
     def read(self, value: str) -> str | None:
-        """The key id of a valid, unexpired, not signed-out session cookie, else None."""
+        """The subject (a key id, or a JWT identity's subject) of a valid, unexpired, not
+        signed-out session cookie, else None."""
         parsed = self._parse(value)
         if parsed is None or parsed[2] in self._revoked:
             return None

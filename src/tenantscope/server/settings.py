@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -51,6 +52,23 @@ def _addresses(value: str | Iterable[str]) -> tuple[str, ...]:
 
 def _flag(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return tuple(item.strip() for item in items if item.strip())
+
+
+# Signing algorithms JWT sign-in may accept. A JWKS holds public keys, so only asymmetric
+# ones; a shared secret only HMAC ones. Never both at once: accepting HS256 next to a
+# JWKS lets a token "signed" with the public key as an HMAC secret pass (algorithm
+# confusion), and "none" is no signature at all.
+JWKS_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+SECRET_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+# The shortest secret (for HS256; HS384 and HS512 need 48 and 64 bytes: _check_jwt).
+MIN_JWT_SECRET = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +187,48 @@ OPTIONS: tuple[Option, ...] = (
         "how often the limiter re-reads month-to-date spend from the store when records"
         " arrived (calls it reserved count at once, others within this time)",
     ),
+    Option(
+        "jwt_jwks_url",
+        lambda: "",
+        str,
+        "sign-in with your identity provider: the JWKS URL whose keys sign its tokens"
+        " (https; http only to a loopback address)",
+    ),
+    Option(
+        "jwt_secret",
+        lambda: "",
+        str,
+        f"sign-in with your identity provider: a shared HS256 secret (at least"
+        f" {MIN_JWT_SECRET} bytes) instead of a JWKS URL",
+    ),
+    Option(
+        "jwt_algorithms",
+        lambda: (),
+        _names,
+        "signing algorithms accepted (default: RS256,ES256 with a JWKS URL, HS256 with a secret)",
+    ),
+    Option("jwt_issuer", lambda: "", str, "the iss tokens must carry (required for JWT sign-in)"),
+    Option("jwt_audience", lambda: "", str, "the aud tokens must carry (required for JWT sign-in)"),
+    Option(
+        "jwt_tenant_claim",
+        lambda: "tenant_id",
+        str,
+        "the claim naming the tenant; a dotted path (org.id) reads a nested claim",
+    ),
+    Option(
+        "jwt_leeway_s",
+        lambda: 30.0,
+        float,
+        "clock difference allowed to the identity provider on exp, nbf and iat",
+    ),
+    Option(
+        "jwt_jwks_cache_s",
+        lambda: 300.0,
+        float,
+        "how long fetched JWKS keys are used before the JWKS is read again (a token"
+        " naming an unknown kid reads it at once)",
+    ),
+    Option("jwt_jwks_timeout_s", lambda: 5.0, float, "how long one fetch of the JWKS may take"),
     Option("log_level", lambda: "info", str, "debug, info, warning or error"),
     Option(
         "insecure_no_auth",
@@ -179,6 +239,75 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_jwt(values: dict[str, Any]) -> None:
+    """JWT sign-in's options, checked together (and ``jwt_algorithms`` defaulted): off
+    unless a JWKS URL or a secret is given, and then complete, since a token accepted from
+    any issuer or for any audience would let another app's tokens sign in here."""
+    url = str(values["jwt_jwks_url"]).strip()
+    secret = str(values["jwt_secret"])
+    values["jwt_jwks_url"] = url
+    try:
+        algorithms = _names(values["jwt_algorithms"])
+    except (AttributeError, TypeError):
+        raise ConfigError("TENANTSCOPE_JWT_ALGORITHMS must be a list of names") from None
+    if not float(values["jwt_leeway_s"]) >= 0:
+        raise ConfigError("TENANTSCOPE_JWT_LEEWAY_S must be 0 or more seconds")
+    for name in ("jwt_jwks_cache_s", "jwt_jwks_timeout_s"):
+        if not float(values[name]) > 0:
+            raise ConfigError(f"TENANTSCOPE_{name.upper()} must be a positive number of seconds")
+    claim = str(values["jwt_tenant_claim"]).strip()
+    values["jwt_tenant_claim"] = claim
+    if not url and not secret:
+        values["jwt_algorithms"] = algorithms
+        return
+    if url and secret:
+        raise ConfigError(
+            "give TENANTSCOPE_JWT_JWKS_URL or TENANTSCOPE_JWT_SECRET, not both: tokens are"
+            " checked either with the identity provider's public keys or with one shared secret"
+        )
+    if url:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
+            raise ConfigError(
+                "TENANTSCOPE_JWT_JWKS_URL must be an https:// URL (http:// only to a loopback"
+                " address): whoever can change the keys on the way can sign in as any tenant"
+            )
+    allowed = JWKS_ALGORITHMS if url else SECRET_ALGORITHMS
+    algorithms = algorithms or (("RS256", "ES256") if url else ("HS256",))
+    wrong = [a for a in algorithms if a not in allowed]
+    if wrong:
+        what = "a JWKS URL" if url else "a shared secret"
+        raise ConfigError(
+            f"TENANTSCOPE_JWT_ALGORITHMS: {', '.join(wrong)} cannot be used with {what};"
+            f" choose from {', '.join(sorted(allowed))}"
+        )
+    values["jwt_algorithms"] = algorithms
+    if secret:
+        # an HMAC key shorter than its hash output can be guessed offline from one token
+        need = max(int(a[2:]) // 8 for a in algorithms)
+        if len(secret.encode()) < need:
+            raise ConfigError(
+                f"TENANTSCOPE_JWT_SECRET must be at least {need} bytes for"
+                f" {', '.join(algorithms)}: a shorter secret can be guessed offline from one"
+                " token"
+            )
+    missing = [n for n in ("jwt_issuer", "jwt_audience") if not str(values[n]).strip()]
+    if missing:
+        raise ConfigError(
+            "JWT sign-in needs "
+            + " and ".join(f"TENANTSCOPE_{n.upper()}" for n in missing)
+            + ": tokens for another app of the same identity provider must not sign in here"
+        )
+    values["jwt_issuer"] = str(values["jwt_issuer"]).strip()
+    values["jwt_audience"] = str(values["jwt_audience"]).strip()
+    if not claim or any(not part for part in claim.split(".")):
+        raise ConfigError(
+            "TENANTSCOPE_JWT_TENANT_CLAIM must name a claim (a dotted path like org.id"
+            " reads a nested one)"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -207,6 +336,16 @@ class Settings:
     alerts: bool
     limits_default_output_tokens: int
     limits_refresh_ms: float
+    jwt_jwks_url: str
+    # kept out of repr: settings may be logged or shown in a traceback
+    jwt_secret: str = field(repr=False)
+    jwt_algorithms: tuple[str, ...]
+    jwt_issuer: str
+    jwt_audience: str
+    jwt_tenant_claim: str
+    jwt_leeway_s: float
+    jwt_jwks_cache_s: float
+    jwt_jwks_timeout_s: float
     log_level: str
     insecure_no_auth: bool
 
@@ -254,7 +393,13 @@ class Settings:
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError("TENANTSCOPE_PUBLIC_URL must start with http:// or https://")
         values["public_url"] = url
+        _check_jwt(values)
         return cls(**values)
+
+    @property
+    def jwt_on(self) -> bool:
+        """Is sign-in with the operator's identity provider (JWT) turned on?"""
+        return bool(self.jwt_jwks_url or self.jwt_secret)
 
     @property
     def dashboard_url(self) -> str:
