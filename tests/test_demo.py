@@ -240,7 +240,7 @@ def test_real_ingest_pipeline_counts_each_call_once(bodies: list[bytes]) -> None
 
 def test_the_three_tiers_are_on_three_plans_from_the_start_of_the_data(tmp_path: Path) -> None:
     from tenantscope.billing.plans import plan_at
-    from tenantscope.demo import configure_plans
+    from tenantscope.demo_plans import configure_plans
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
     tenants = demo_tenants(n_extra=10, seed=7)

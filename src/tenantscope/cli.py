@@ -226,7 +226,8 @@ def demo(
     """Start the server, send realistic multi-tenant traffic through its real OTLP
     endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
     keep serving."""
-    from tenantscope.demo import configure_plans, configure_tenants, demo_batches, demo_tenants
+    from tenantscope.demo import configure_tenants, demo_batches, demo_tenants
+    from tenantscope.demo_plans import configure_plans
 
     settings = _settings(
         host=host,
