@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +236,34 @@ def test_real_ingest_pipeline_counts_each_call_once(bodies: list[bytes]) -> None
     assert all(r.service == "meetingmind-api" and r.environment == "production" for r in counted)
     errors = [r for r in counted if r.status == "error"]
     assert errors and all(r.billable_state == "ignored" for r in errors)
+
+
+def test_the_three_tiers_are_on_three_plans_from_the_start_of_the_data(tmp_path: Path) -> None:
+    from tenantscope.billing.plans import plan_at
+    from tenantscope.demo_plans import configure_plans
+    from tenantscope.storage.sqlite_config import SQLiteConfigStore
+
+    tenants = demo_tenants(n_extra=10, seed=7)
+    config = SQLiteConfigStore(tmp_path / "config.db")
+    try:
+        since = NOW - timedelta(days=DAYS)  # 2026-03-04: its billing period began 03-01
+        configure_plans(config, tenants, since)
+        plans = {p.name: p for p in config.plans.list_plans()}
+        assert sorted(plans) == ["enterprise", "professional", "starter"]
+        assert plans["enterprise"].overage == "cost_plus"
+        assert plans["enterprise"].margin_pct == Decimal(20)
+        assert plans["professional"].included_action == "summary.generated"
+        assert plans["professional"].unit_prices["action:summary.generated"] == Decimal("0.05")
+        history = config.plans.list_assignments()
+        assert len(history) == len(tenants)
+        start = datetime(2026, 3, 1, tzinfo=timezone.utc)
+        for t in tenants:
+            assert plan_at(history, t.tenant_id, start) == plans[t.tier].id
+            assert plan_at(history, t.tenant_id, start - timedelta(seconds=1)) is None
+        # run again (a second `tenantscope demo`): nothing changes, nothing is added
+        audited = len(config.list_audit(limit=1000))
+        configure_plans(config, tenants, since + timedelta(days=1))
+        assert config.plans.list_assignments() == history
+        assert len(config.list_audit(limit=1000)) == audited
+    finally:
+        config.close()

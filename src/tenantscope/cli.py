@@ -1,5 +1,5 @@
 """The ``tenantscope`` command: serve, demo, tenants, usage, prices, reprice, export (and
-the alerts, audit and limits commands of their own modules)."""
+the alerts, audit, limits and plans commands of their own modules)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from tenantscope.cli_common import (
     err_console,
 )
 from tenantscope.cli_limits import limits_app
+from tenantscope.cli_plans import plans_app
 from tenantscope.errors import TenantscopeError
 from tenantscope.query.params import TimeRange, parse_time
 from tenantscope.server.settings import Settings
@@ -54,6 +55,7 @@ app.add_typer(keys_app, name="keys")
 app.command("audit")(audit)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(limits_app, name="limits")
+app.add_typer(plans_app, name="plans")
 
 
 def _events(settings: Settings) -> EventStore:
@@ -225,6 +227,7 @@ def demo(
     endpoint (the seeds' three-tier meeting-summary SaaS plus Zipf-skewed tenants), then
     keep serving."""
     from tenantscope.demo import configure_tenants, demo_batches, demo_tenants
+    from tenantscope.demo_plans import configure_plans
 
     settings = _settings(
         host=host,
@@ -235,8 +238,11 @@ def demo(
     )
     _configure_logging("warning")
     tenant_list = demo_tenants(n_extra=tenants, seed=seed)
+    now = datetime.now(timezone.utc)
     cfg = _config(settings)
     configure_tenants(cfg, tenant_list)
+    # each tier's plan from the billing period holding the traffic's first day
+    configure_plans(cfg, tenant_list, since=now - timedelta(days=days))
     cfg.close()
 
     services = _open_services(settings)
@@ -262,7 +268,7 @@ def demo(
             _fail(f"the server did not start on {settings.host}:{settings.port}")
         time.sleep(0.05)
     url = f"http://{settings.host}:{settings.port}"
-    batches = demo_batches(tenant_list, days=days, traces=traces, seed=seed)
+    batches = demo_batches(tenant_list, days=days, traces=traces, seed=seed, now=now)
     sent = 0
     with (
         httpx.Client(base_url=url, timeout=60, headers=headers) as client,

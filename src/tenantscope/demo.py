@@ -53,6 +53,7 @@ __all__ = [
     "SERVICE_NAME",
     "DemoBatches",
     "DemoTenant",
+    "configure_tenants",
     "demo_batches",
     "demo_tenants",
 ]

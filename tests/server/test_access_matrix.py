@@ -281,6 +281,10 @@ KIND: dict[str, str] = {
     "/api/limits/approvals": "config_api",
     "/api/limits/approvals/{approval_id}/revoke": "config_api",
     "/api/limits/{limit_id}": "config_api",
+    "/api/plans": "config_api",
+    "/api/plans/assignments": "config_api",
+    "/api/plans/assignments/{assignment_id}": "config_api",
+    "/api/plans/{plan_id}": "config_api",
     "/v1/limits/check": "limits",
     "/v1/limits/extend": "limits",
     "/v1/limits/settle": "limits",
@@ -540,6 +544,8 @@ def _fill(path: str, t: Tenant, key_id: str) -> str:
         .replace("{slo_id}", "1")
         .replace("{limit_id}", "1")
         .replace("{approval_id}", "1")
+        .replace("{plan_id}", "1")
+        .replace("{assignment_id}", "1")
         .replace("{name:path}", "app.css")
     )
 

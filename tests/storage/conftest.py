@@ -9,5 +9,8 @@ from __future__ import annotations
 import pytest
 
 pytest.register_assert_rewrite(
-    "tests.storage.contract_events", "tests.storage.contract_config", "tests.storage.contract_audit"
+    "tests.storage.contract_events",
+    "tests.storage.contract_config",
+    "tests.storage.contract_audit",
+    "tests.storage.contract_plans",
 )

@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from tenantscope.storage import alert_rows, limit_rows
+from tenantscope.storage import alert_rows, limit_rows, plan_rows
 from tenantscope.storage.base import CLI
 from tenantscope.storage.sqlite_config import MIGRATIONS_DIR, SQLiteConfigStore, metadata
 from tests.storage.contract_audit import AuditLogContract
 from tests.storage.contract_config import ConfigStoreContract
 from tests.storage.contract_limits import LimitStoreContract
+from tests.storage.contract_plans import PlanStoreContract
 
 
 @pytest.fixture
@@ -45,6 +46,10 @@ class TestSQLiteLimitStore(LimitStoreContract):
     pass
 
 
+class TestSQLitePlanStore(PlanStoreContract):
+    pass
+
+
 class TestSQLiteConfigStoreByURL(ConfigStoreContract):
     """The same contract through a SQLAlchemy URL instead of a path."""
 
@@ -65,7 +70,7 @@ def test_wal_mode_and_migration_version(store: SQLiteConfigStore, config_path: P
     try:
         assert con.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert con.execute("SELECT version_num FROM tenantscope_alembic_version").fetchall() == [
-            ("0005",)
+            ("0006",)
         ]
     finally:
         con.close()
@@ -84,6 +89,7 @@ def test_migration_matches_the_table_definitions(config_path: Path) -> None:
                 *metadata.tables.values(),
                 *alert_rows.metadata.tables.values(),
                 *limit_rows.metadata.tables.values(),
+                *plan_rows.metadata.tables.values(),
             ]:
                 table.to_metadata(both)
             diff = compare_metadata(ctx, both)
@@ -250,7 +256,7 @@ def test_a_store_from_before_the_audit_log_gains_it(config_path: Path) -> None:
         try:
             assert con.execute(
                 "SELECT version_num FROM tenantscope_alembic_version"
-            ).fetchall() == [("0005",)]
+            ).fetchall() == [("0006",)]
         finally:
             con.close()
         old = store.get_tenant("old")

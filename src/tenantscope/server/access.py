@@ -92,6 +92,10 @@ RULES: dict[str, str] = {
     "/api/limits/approvals": CONFIG,
     "/api/limits/approvals/{approval_id}/revoke": CONFIG,
     "/api/limits/{limit_id}": CONFIG,
+    "/api/plans": CONFIG,
+    "/api/plans/assignments": CONFIG,
+    "/api/plans/assignments/{assignment_id}": CONFIG,
+    "/api/plans/{plan_id}": CONFIG,
     "/api/insights": "read",
     # dashboard
     "/": "read",

@@ -33,6 +33,7 @@ from tenantscope.server import (
     routes_insights,
     routes_keys,
     routes_limits,
+    routes_plans,
     routes_slos,
     runfile,
 )
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(routes_slos.router)
     app.include_router(routes_limits.decisions)
     app.include_router(routes_limits.router)
+    app.include_router(routes_plans.router)
     app.include_router(routes_insights.router)
     app.include_router(routes_health.router)
     app.include_router(pages.router)

@@ -23,6 +23,7 @@ from tenantscope.records import UsageRecord
 if TYPE_CHECKING:
     from tenantscope.storage.alert_state import AlertStore
     from tenantscope.storage.limit_state import LimitStore
+    from tenantscope.storage.plan_state import PlanStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +292,11 @@ AuditAction = Literal[
     "limit.delete",
     "limit_approval.create",
     "limit_approval.revoke",
+    "plan.create",
+    "plan.update",
+    "plan.delete",
+    "plan.assign",
+    "plan.unassign",
 ]
 AUDIT_ACTIONS: tuple[str, ...] = get_args(AuditAction)
 
@@ -314,7 +320,8 @@ class AuditEntry:
 class ConfigStore(abc.ABC):
     """Tenant configuration, price overrides and API keys, and the audit log of their
     changes; ``alerts`` holds the alerts' rules and state (``storage/alert_state.py``), ``limits``
-    the limits' definitions, approvals and notices (``storage/limit_state.py``).
+    the limits' definitions, approvals and notices (``storage/limit_state.py``), ``plans``
+    the billing plans and their assignment to tenants (``storage/plan_state.py``).
     Every method is its own transaction; every method that changes something
     writes its audit entry in that same transaction (``actor`` says who), so no change
     is stored without its entry, or the other way round. The audit log is append-only:
@@ -327,6 +334,10 @@ class ConfigStore(abc.ABC):
     @property
     @abc.abstractmethod
     def limits(self) -> LimitStore: ...
+
+    @property
+    @abc.abstractmethod
+    def plans(self) -> PlanStore: ...
 
     @abc.abstractmethod
     def get_tenant(self, tenant_id: str) -> TenantConfig | None: ...

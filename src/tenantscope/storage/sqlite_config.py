@@ -36,6 +36,7 @@ from tenantscope.storage.base import (
 )
 from tenantscope.storage.sql_alerts import SqlAlertStore
 from tenantscope.storage.sql_limits import SqlLimitStore
+from tenantscope.storage.sql_plans import SqlPlanStore
 from tenantscope.storage.validation import (
     MAX_LABEL,
     MAX_TENANT_ID,
@@ -221,6 +222,7 @@ class SQLiteConfigStore(ConfigStore):
         self._migrate()
         self._alerts = SqlAlertStore(self)
         self._limits = SqlLimitStore(self)
+        self._plans = SqlPlanStore(self)
 
     @property
     def alerts(self) -> SqlAlertStore:
@@ -229,6 +231,10 @@ class SQLiteConfigStore(ConfigStore):
     @property
     def limits(self) -> SqlLimitStore:
         return self._limits
+
+    @property
+    def plans(self) -> SqlPlanStore:
+        return self._plans
 
     def _migrate(self) -> None:
         cfg = _alembic_config()
