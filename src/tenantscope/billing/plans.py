@@ -49,7 +49,7 @@ from typing import Any
 
 from tenantscope.errors import InvalidFields
 from tenantscope.limits.definitions import _text  # the same text check as a limit's
-from tenantscope.limits.periods import MAX_ANCHOR_DAY, period, zone
+from tenantscope.limits.periods import check_period, period, zone
 from tenantscope.storage.plan_rows import DEFINITION, assignment_snapshot, plan_snapshot
 from tenantscope.storage.plan_state import OVERAGES, UNIT_KINDS, Plan, PlanAssignment
 from tenantscope.storage.validation import MAX_LABEL, MAX_MONEY, MAX_TENANT_ID
@@ -217,24 +217,7 @@ def check_plan(data: Any, base: Plan | None = None) -> Plan:
             problems["unit_prices"] = "required with overage per_unit: at least one price"
     elif overage == "cost_plus" and prices:
         problems["unit_prices"] = "only with overage per_unit"
-    tz = get("timezone") or "UTC"
-    try:
-        zone(str(tz))
-    except KeyError:
-        problems["timezone"] = "an IANA time zone name, e.g. UTC or Europe/Berlin"
-        tz = "UTC"
-    anchor = get("anchor_day")
-    if anchor in (None, ""):
-        anchor = 1
-    try:
-        if isinstance(anchor, bool) or isinstance(anchor, float):
-            raise ValueError
-        anchor = int(anchor)
-        if not 1 <= anchor <= MAX_ANCHOR_DAY:
-            raise ValueError
-    except (TypeError, ValueError):
-        problems["anchor_day"] = f"the day a period starts: 1 to {MAX_ANCHOR_DAY}"
-        anchor = 1
+    tz, anchor = check_period(problems, get("timezone"), get("anchor_day"))
     if problems:
         raise InvalidFields(problems)
     base_fee = money["base_fee_usd"]

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tenantscope.errors import InvalidFields
-from tenantscope.limits.periods import MAX_ANCHOR_DAY, zone
+from tenantscope.limits.periods import check_period
 from tenantscope.storage.base import TenantConfig
 from tenantscope.storage.limit_state import (
     BASES,
@@ -179,20 +179,7 @@ def check_limit(data: Any, *, base: LimitDef | None = None) -> LimitDef:
         problems["basis"] = (
             "provider_cost (customer price budgets come with plans; not available yet)"
         )
-    tz = get("timezone") or "UTC"
-    try:
-        zone(str(tz))
-    except KeyError:
-        problems["timezone"] = "an IANA time zone name, e.g. UTC or Europe/Berlin"
-        tz = "UTC"
-    anchor = get("anchor_day")
-    try:
-        anchor = int(anchor) if not isinstance(anchor, bool) else -1
-        if not 1 <= anchor <= MAX_ANCHOR_DAY:
-            raise ValueError
-    except (TypeError, ValueError):
-        problems["anchor_day"] = f"the day a period starts: 1 to {MAX_ANCHOR_DAY}"
-        anchor = 1
+    tz, anchor = check_period(problems, get("timezone"), get("anchor_day"))
     thresholds = get("thresholds")
     if thresholds in (None, ""):
         thresholds = list(DEFAULT_THRESHOLDS)

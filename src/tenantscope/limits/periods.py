@@ -22,6 +22,29 @@ def zone(name: str) -> ZoneInfo:
         raise KeyError(name) from exc
 
 
+def check_period(problems: dict[str, str], tz: object, anchor: object) -> tuple[str, int]:
+    """A submitted period's time zone and anchor day (``timezone``, ``anchor_day``: empty
+    means UTC and 1), each wrong one named in ``problems``: budgets and plans alike."""
+    name = str(tz or "UTC")
+    try:
+        zone(name)
+    except KeyError:
+        problems["timezone"] = "an IANA time zone name, e.g. UTC or Europe/Berlin"
+        name = "UTC"
+    day = 1
+    try:
+        if anchor not in (None, ""):
+            if isinstance(anchor, (bool, float)):
+                raise ValueError
+            day = int(anchor)  # type: ignore[call-overload]
+        if not 1 <= day <= MAX_ANCHOR_DAY:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems["anchor_day"] = f"the day a period starts: 1 to {MAX_ANCHOR_DAY}"
+        day = 1
+    return name, day
+
+
 def _start_of(year: int, month: int, anchor_day: int, tz: ZoneInfo) -> datetime:
     # local midnight of the anchor day; fold=0 takes the first of an ambiguous hour
     return datetime(year, month, anchor_day, tzinfo=tz).astimezone(timezone.utc)
