@@ -16,6 +16,16 @@ from tenantscope.server.services import Services
 from tenantscope.server.settings import Settings
 from tenantscope.testing.server import free_port
 
+# The storage contract modules are not ``test_*.py`` files, so pytest would not rewrite
+# their asserts (failures would show no values) unless told before any test imports them.
+pytest.register_assert_rewrite(
+    "tests.storage.contract_events",
+    "tests.storage.contract_config",
+    "tests.storage.contract_audit",
+    "tests.storage.contract_limits",
+    "tests.storage.contract_plans",
+)
+
 
 @pytest.fixture(autouse=True)
 def _own_spool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
