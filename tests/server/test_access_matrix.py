@@ -321,6 +321,11 @@ KIND: dict[str, str] = {
     "/admin/limits/limit/delete": "admin_form",
     "/admin/limits/approval": "admin_page",
     "/admin/limits/approval/revoke": "admin_form",
+    "/plans": "page_all",
+    "/admin/plans/plan": "admin_item",
+    "/admin/plans/plan/delete": "admin_form",
+    "/admin/plans/assign": "admin_page",
+    "/admin/plans/unassign": "admin_form",
 }
 # What an admin's form submission with an empty form (but the right CSRF token) gets.
 EMPTY_FORM_STATUS = {
@@ -339,6 +344,10 @@ EMPTY_FORM_STATUS = {
     "/admin/limits/limit/delete": 404,  # no such limit: said on the limits page
     "/admin/limits/approval": 422,  # no limit, no tenant, no end
     "/admin/limits/approval/revoke": 404,  # no such approval
+    "/admin/plans/plan": 422,  # no name
+    "/admin/plans/plan/delete": 404,  # no such plan: said on the plans page
+    "/admin/plans/assign": 422,  # no tenant, no plan, no start
+    "/admin/plans/unassign": 404,  # no such assignment
 }
 RULE_OF_KIND = {
     "public": access.PUBLIC,

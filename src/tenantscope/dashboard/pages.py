@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from tenantscope.alerts import insights
 from tenantscope.alerts.slo import SloStatus
 from tenantscope.alerts.slo import status as slo_status
-from tenantscope.dashboard import alert_views, charts, downloads, limit_views
+from tenantscope.dashboard import alert_views, charts, downloads, limit_views, plan_views
 from tenantscope.dashboard.csv_export import wants_csv
 from tenantscope.dashboard.ranges import PRESETS, PickedRange, pick
 from tenantscope.dashboard.render import NO_TENANT, pages
@@ -244,6 +244,8 @@ def tenant(
         risers=lambda: insights.risers(queries, scope, tenant_id, datetime.now(timezone.utc)),
         # its limits now, as /api/limits/status answers them (a tenant key: its own only)
         limits=lambda: limit_views.of_tenant(request, tenant_id),
+        # its plan now, for admins and readers (a tenant key: none, see plan_views)
+        plan=lambda: plan_views.of_tenant(request, tenant_id),
     )
     breakdowns = got["breakdowns"]
     # end customers get a card of their own (linking to their traces), not a generic one
@@ -270,6 +272,7 @@ def tenant(
         limit_approvals=got["limits"][1],
         limit_names=got["limits"][2],
         limit_raise=limit_views.raise_text,
+        plan=got["plan"],
     )
 
 

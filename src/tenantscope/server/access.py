@@ -135,6 +135,13 @@ RULES: dict[str, str] = {
     "/admin/limits/limit/delete": "admin",
     "/admin/limits/approval": "admin",
     "/admin/limits/approval/revoke": "admin",
+    # dashboard plan pages (dashboard/plans.py): reading for admin and reader sessions
+    # (a tenant session sees no plan yet), the forms for admins
+    "/plans": "read_all",
+    "/admin/plans/plan": "admin",
+    "/admin/plans/plan/delete": "admin",
+    "/admin/plans/assign": "admin",
+    "/admin/plans/unassign": "admin",
 }
 # POST routes that accept the session cookie (they check a CSRF token themselves).
 _COOKIE_POSTS = frozenset(
@@ -155,6 +162,10 @@ _COOKIE_POSTS = frozenset(
         "/admin/limits/limit/delete",
         "/admin/limits/approval",
         "/admin/limits/approval/revoke",
+        "/admin/plans/plan",
+        "/admin/plans/plan/delete",
+        "/admin/plans/assign",
+        "/admin/plans/unassign",
     }
 )
 

@@ -21,6 +21,7 @@ from tenantscope.dashboard import (
     limits,
     login,
     pages,
+    plans,
     tenant_picker,
 )
 from tenantscope.server import (
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(alerts.router)
     app.include_router(limits.router)
+    app.include_router(plans.router)
     app.include_router(compare.router)
     app.include_router(insights.router)
     app.include_router(tenant_picker.router)
