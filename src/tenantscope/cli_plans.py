@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tenantscope.billing.plans import assignment_rows, check_assignment, check_plan, plan_json
+from tenantscope.billing.terms import included_text, overage_text, period_text
 from tenantscope.cli_alerts import JsonOpt, _open
 from tenantscope.cli_common import DataDirOpt, _fail, console
 from tenantscope.errors import Conflict, InvalidFields
@@ -72,26 +73,12 @@ def _usd(value: Any) -> str:
     return "—" if value is None else f"${format(value, 'f')}"
 
 
-def _allowance(p: Plan) -> str:
-    if p.included_usd is not None:
-        return f"{_usd(p.included_usd)} of provider cost"
-    if p.included_units is not None:
-        return f"{p.included_units:,} × {p.included_action}"
-    return "none"
-
-
-def _overage(p: Plan) -> str:
-    if p.overage == "cost_plus":
-        return f"provider cost + {format(p.margin_pct or 0, 'f')}%"
-    return ", ".join(f"{k} {_usd(v)}" for k, v in sorted(p.unit_prices.items()))
-
-
 def _print_plan(p: Plan) -> None:
     minimum = f", minimum {_usd(p.minimum_usd)}" if p.minimum_usd is not None else ""
     console.print(
         f"plan {p.ref}: [bold]{escape(p.name)}[/bold] — base fee {_usd(p.base_fee_usd)}"
-        f"{minimum}, included {escape(_allowance(p))}, overage {escape(_overage(p))},"
-        f" monthly from day {p.anchor_day} ({p.timezone})",
+        f"{minimum}, included {escape(included_text(p))}, overage {escape(overage_text(p))},"
+        f" {period_text(p)}",
         markup=True,
         highlight=False,
     )
@@ -260,8 +247,8 @@ def list_plans(as_json: JsonOpt = False, data_dir: DataDirOpt = None) -> None:
             p.name,
             _usd(p.base_fee_usd),
             _usd(p.minimum_usd),
-            _allowance(p),
-            _overage(p),
+            included_text(p),
+            overage_text(p),
             f"day {p.anchor_day}, {p.timezone}",
             str(on_now.get(p.id, 0)),
         )
