@@ -414,6 +414,10 @@ class Resolver:
         starts = [a.starts_at for a in approvals if a.starts_at and a.starts_at > now]
         self.valid_until = min([*ends, *starts], default=None)
 
+    def budget_periods(self) -> set[tuple[str, int, str]]:
+        """The kinds of budget period the enabled limits use: (time zone, anchor, per)."""
+        return {(x.timezone, x.anchor_day, x.per) for x in self._limits if x.kind == "budget"}
+
     def tenants_with_config(self) -> list[str]:
         return list(self._tenants)
 

@@ -185,11 +185,7 @@ class Limiter:
             for e in r.for_tenant(tenant)
             if e.kind == "budget"
         }
-        kinds |= {
-            (x.timezone, x.anchor_day, x.per)
-            for x in self.config.limits.list_limits()
-            if x.kind == "budget" and x.enabled
-        }
+        kinds |= r.budget_periods()
         self._periods = kinds
 
     # -- stored spend ------------------------------------------------------------------

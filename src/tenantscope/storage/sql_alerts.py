@@ -54,6 +54,21 @@ if TYPE_CHECKING:
     from tenantscope.storage.sqlite_config import SQLiteConfigStore
 
 
+def check_contacts(conn: Connection, ids: list[int]) -> None:
+    """Every id names a contact point (alert rules and budgets name them); else 422."""
+    if not ids:
+        return
+    found = {
+        r[0]
+        for r in conn.execute(sa.select(contact_points.c.id).where(contact_points.c.id.in_(ids)))
+    }
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise errors.InvalidFields(
+            {"contact_ids": f"no contact point with id {', '.join(map(str, missing))}"}
+        )
+
+
 class SqlAlertStore(AlertStore):
     def __init__(self, config: SQLiteConfigStore) -> None:
         self._config = config
@@ -75,21 +90,6 @@ class SqlAlertStore(AlertStore):
             row = conn.execute(sa.select(alert_rules).where(alert_rules.c.id == rule_id)).first()
         return None if row is None else rule_from_row(row)
 
-    def _check_contacts(self, conn: Connection, ids: list[int]) -> None:
-        if not ids:
-            return
-        found = {
-            r[0]
-            for r in conn.execute(
-                sa.select(contact_points.c.id).where(contact_points.c.id.in_(ids))
-            )
-        }
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise errors.InvalidFields(
-                {"contact_ids": f"no contact point with id {', '.join(map(str, missing))}"}
-            )
-
     def add_rule(self, rule: AlertRule, *, actor: Actor = SYSTEM) -> AlertRule:
         with self._write() as conn:
             return self._insert_rule(conn, rule, actor, utcnow())
@@ -97,7 +97,7 @@ class SqlAlertStore(AlertStore):
     def _insert_rule(
         self, conn: Connection, rule: AlertRule, actor: Actor, now: datetime
     ) -> AlertRule:
-        self._check_contacts(conn, rule.contact_ids)
+        check_contacts(conn, rule.contact_ids)
         if (
             rule.slo_id is not None
             and not conn.execute(sa.select(slos.c.id).where(slos.c.id == rule.slo_id)).first()
@@ -126,7 +126,7 @@ class SqlAlertStore(AlertStore):
             if old_row is None:
                 return None
             old = rule_from_row(old_row)
-            self._check_contacts(conn, rule.contact_ids)
+            check_contacts(conn, rule.contact_ids)
             conn.execute(
                 sa.update(alert_rules).where(where).values(updated_at=now, **rule_values(rule))
             )

@@ -9,12 +9,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
-from tenantscope import errors
 from tenantscope.alerts.evaluator import notification_payload
 from tenantscope.alerts.notifications import Notification
-from tenantscope.storage.alert_rows import alert_outbox, contact_points, dec_text, utcnow
+from tenantscope.storage.alert_rows import alert_outbox, dec_text, utcnow
 from tenantscope.storage.base import SYSTEM, Actor
 from tenantscope.storage.limit_rows import (
     approval_from_row,
@@ -29,6 +27,7 @@ from tenantscope.storage.limit_rows import (
     notice_from_row,
 )
 from tenantscope.storage.limit_state import Approval, LimitDef, LimitStore, Notice
+from tenantscope.storage.sql_alerts import check_contacts
 from tenantscope.storage.validation import utc
 
 if TYPE_CHECKING:
@@ -64,25 +63,10 @@ class SqlLimitStore(LimitStore):
             row = conn.execute(sa.select(limits).where(limits.c.id == limit_id)).first()
         return None if row is None else limit_from_row(row)
 
-    def _check_contacts(self, conn: Connection, ids: list[int]) -> None:
-        if not ids:
-            return
-        found = {
-            r[0]
-            for r in conn.execute(
-                sa.select(contact_points.c.id).where(contact_points.c.id.in_(ids))
-            )
-        }
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise errors.InvalidFields(
-                {"contact_ids": f"no contact point with id {', '.join(map(str, missing))}"}
-            )
-
     def add_limit(self, limit: LimitDef, *, actor: Actor = SYSTEM) -> LimitDef:
         now = utcnow()
         with self._write() as conn:
-            self._check_contacts(conn, limit.contact_ids)
+            check_contacts(conn, limit.contact_ids)
             result = conn.execute(
                 sa.insert(limits).values(created_at=now, updated_at=now, **limit_values(limit))
             )
@@ -107,7 +91,7 @@ class SqlLimitStore(LimitStore):
             if old_row is None:
                 return None
             old = limit_from_row(old_row)
-            self._check_contacts(conn, limit.contact_ids)
+            check_contacts(conn, limit.contact_ids)
             conn.execute(
                 sa.update(limits).where(where).values(updated_at=now, **limit_values(limit))
             )
